@@ -1,0 +1,334 @@
+"""Boundary sources for the hourglass LM, behind one interface (ARCHITECTURE.md, "the seam").
+
+Every source is an ``nn.Module`` with ``forward(chars [B, L], features [B, L, D]) -> BoundaryOutput`` where
+``features`` are the hourglass pre-layer outputs (causal), and ``hard[b, t] = 1`` means t closes its group.
+Every source is causal: ``hard[:, t]`` depends on characters <= t only.
+
+Registry (``BOUNDARY_SOURCES``, name -> class; build with :func:`make_boundary_source`):
+
+- ``none``: vanilla Transformer, no shortening. ``hard`` is all ones (each character its own group, SF = 1);
+  the hourglass runs every layer at character level and never pools.
+- ``fixed``: a boundary every ``fixed_k`` characters (t closes when (t + 1) % k == 0).
+- ``whitespace``: a boundary at each whitespace character (the space is the last character of its token). Which
+  vocabulary ids are whitespace comes from a boolean lookup table built once from ``alphabet`` (id -> character
+  string, carried by ``HourglassConfig.alphabet``), using ``str.isspace``.
+- ``dtp-entropy`` / ``dtp-unigram``: DTP's boundary predictor MLP (d -> 4d -> GELU -> 1) on the pre-layer features;
+  ``hard = 1(sigmoid(logit) > threshold)``, no gradient through ``hard`` (the predictor learns from its BCE loss,
+  computed in ``speak.train.objective`` on the LOGITS: no double sigmoid).
+- ``dtp-gumbel``: the same predictor; training: relaxed Bernoulli (logistic noise, temperature 0.5) with a
+  straight-through hard sample; evaluation: NO noise, ``hard = 1(sigmoid(logit) > 0.5)`` (deterministic; the public
+  code samples noise at evaluation). Trained by the LM loss (through the straight-through path) + Binomial prior.
+- ``magnet``: ``dtp-gumbel`` with one predictor and one Binomial prior per script (``speak.lm.scripts``); the script of
+  each position is exposed as ``script_ids``. Predictors exist only for the scripts the alphabet contains (+ common).
+- ``speak``: the SPEAK tokenizer net (``speak.tokenizer.SpeakTokenizerNet``) fed the pre-layer features as its
+  ContextEncoder (GTok setting); ``hard`` = its spikes ``s`` (which carry the neuron's surrogate gradient).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speak.errors import SpeakError
+from speak.lm.scripts import COMMON, SCRIPT_INDEX, SCRIPTS, script_table, sequence_scripts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from speak.tokenizer import TokenizerOutput
+
+__all__ = [
+    "BOUNDARY_SOURCES",
+    "DEFAULT_SCRIPT_PRIORS",
+    "BoundaryConfig",
+    "BoundaryOutput",
+    "BoundarySource",
+    "make_boundary_source",
+]
+
+# MAGNET-style priors (expected boundary rate per character). Latin 0.2, Cyrillic 0.1, Devanagari 0.08 as in the
+# spec; the others follow the same UTF-8-width pattern (2-byte scripts like Cyrillic: 0.1; 3-byte like Devanagari:
+# 0.08); non-letters before any letter and letters of unlisted scripts use DTP's 0.2.
+DEFAULT_SCRIPT_PRIORS: dict[str, float] = {
+    "common": 0.2,
+    "latin": 0.2,
+    "cyrillic": 0.1,
+    "hebrew": 0.1,
+    "arabic": 0.1,
+    "devanagari": 0.08,
+    "han": 0.08,
+    "other": 0.2,
+}
+
+
+@dataclass
+class BoundaryOutput:
+    hard: Tensor  # [B, L] float in {0,1}; 1 = position t closes its group (may carry straight-through grads)
+    logits: Tensor | None = None  # [B, L] boundary-predictor logits (dtp-*, magnet); None for rule-based sources
+    tokenizer: "TokenizerOutput | None" = None  # the 'speak' source: current, u, s, v, mask_logits, mask
+    script_ids: Tensor | None = None  # [B, L] magnet's script per position
+
+
+@dataclass
+class BoundaryConfig:
+    """Which boundary source the hourglass uses, and its options (only the chosen source's options matter)."""
+
+    name: str = "none"
+    fixed_k: int = 4  # fixed: group length
+    prior: float = 0.2  # dtp-gumbel: Binomial prior (expected boundary rate)
+    temperature: float = 0.5  # dtp-gumbel / magnet: relaxed-Bernoulli temperature
+    threshold: float = 0.5  # dtp-* / magnet: hard = 1(sigmoid(logit) > threshold)
+    script_priors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCRIPT_PRIORS))  # magnet
+    speak: dict[str, Any] = field(default_factory=dict)  # speak: TokenizerConfig keyword arguments
+    loss_weight: float = 1.0  # weight of the source's auxiliary loss(es) in the objective
+    detach_features: bool = False  # stop the boundary losses' gradients at the shared pre-layers
+
+    def validate(self) -> None:
+        if self.name not in BOUNDARY_SOURCES:
+            raise SpeakError(
+                f"unknown boundary source {self.name!r}; valid: {', '.join(sorted(BOUNDARY_SOURCES))}"
+            )
+        if self.fixed_k <= 0:
+            raise SpeakError(f"boundary.fixed_k must be positive, got {self.fixed_k}")
+        if not 0.0 < self.prior < 1.0:
+            raise SpeakError(f"boundary.prior must be in (0, 1), got {self.prior}")
+        if self.temperature <= 0.0:
+            raise SpeakError(f"boundary.temperature must be positive, got {self.temperature}")
+        if not 0.0 < self.threshold < 1.0:
+            raise SpeakError(f"boundary.threshold must be in (0, 1), got {self.threshold}")
+        unknown = sorted(set(self.script_priors) - set(SCRIPTS))
+        if unknown:
+            raise SpeakError(f"boundary.script_priors has unknown scripts {unknown}; valid: {', '.join(SCRIPTS)}")
+        bad = {k: v for k, v in self.script_priors.items() if not 0.0 < v < 1.0}
+        if bad:
+            raise SpeakError(f"boundary.script_priors must be in (0, 1), got {bad}")
+        if self.loss_weight < 0.0:
+            raise SpeakError(f"boundary.loss_weight must be >= 0, got {self.loss_weight}")
+
+
+BOUNDARY_SOURCES: dict[str, type["BoundarySource"]] = {}
+
+
+def register(name: str):
+    def deco(cls: type[BoundarySource]) -> type[BoundarySource]:
+        cls.name = name
+        BOUNDARY_SOURCES[name] = cls
+        return cls
+
+    return deco
+
+
+def make_boundary_source(
+    cfg: BoundaryConfig, d_model: int, vocab_size: int, alphabet: Sequence[str] | None = None
+) -> "BoundarySource":
+    """Build the source named by ``cfg.name``. ``alphabet`` (id -> character) is needed by whitespace and magnet."""
+    cfg.validate()
+    return BOUNDARY_SOURCES[cfg.name](cfg, d_model, vocab_size, alphabet)
+
+
+class BoundarySource(nn.Module):
+    """Base class. ``shortens`` False means the hourglass does not pool (vanilla)."""
+
+    name: ClassVar[str] = ""
+    shortens: ClassVar[bool] = True
+
+    def __init__(self, cfg: BoundaryConfig, d_model: int, vocab_size: int, alphabet: Sequence[str] | None):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def tokenizer_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters that count as the tokenizer's (``count_parameters``)."""
+        return self.parameters()
+
+    def unused_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters that exist but never take part in the forward (excluded from every count)."""
+        return iter(())
+
+    def _features(self, features: Tensor) -> Tensor:
+        return features.detach() if self.cfg.detach_features else features
+
+
+def _need_alphabet(name: str, alphabet: Sequence[str] | None, vocab_size: int) -> Sequence[str]:
+    if alphabet is None:
+        raise SpeakError(f"boundary source {name!r} needs the vocabulary's alphabet (HourglassConfig.alphabet)")
+    if len(alphabet) != vocab_size:
+        raise SpeakError(f"alphabet has {len(alphabet)} entries but vocab_size is {vocab_size}")
+    return alphabet
+
+
+@register("none")
+class NoBoundaries(BoundarySource):
+    shortens = False
+
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        return BoundaryOutput(hard=torch.ones(chars.shape, dtype=features.dtype, device=chars.device))  # [B, L]
+
+
+@register("fixed")
+class FixedBoundaries(BoundarySource):
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        L = chars.shape[1]
+        t = torch.arange(L, device=chars.device)  # [L]
+        hard = ((t + 1) % self.cfg.fixed_k == 0).to(features.dtype)  # [L]
+        return BoundaryOutput(hard=hard.unsqueeze(0).expand(chars.shape[0], L).contiguous())  # [B, L]
+
+
+@register("whitespace")
+class WhitespaceBoundaries(BoundarySource):
+    def __init__(self, cfg, d_model, vocab_size, alphabet):
+        super().__init__(cfg, d_model, vocab_size, alphabet)
+        alphabet = _need_alphabet("whitespace", alphabet, vocab_size)
+        table = torch.tensor([len(ch) == 1 and ch.isspace() for ch in alphabet], dtype=torch.bool)  # [V]
+        self.register_buffer("is_space", table, persistent=False)
+
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        return BoundaryOutput(hard=self.is_space[chars].to(features.dtype))  # [B, L]
+
+
+class BoundaryPredictor(nn.Module):
+    """DTP's boundary predictor: Linear(d, 4d) -> GELU -> Linear(4d, 1); returns logits [B, L]."""
+
+    def __init__(self, d_model: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_model, mult * d_model), nn.GELU(), nn.Linear(mult * d_model, 1))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features).squeeze(-1)  # [B, L, D] -> [B, L]
+
+
+def _logit(p: float) -> float:
+    return float(torch.logit(torch.tensor(p, dtype=torch.float64)))
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Value of ``hard`` exactly (no float round-off from ``hard + soft - soft``), gradient of ``soft``."""
+
+    @staticmethod
+    def forward(ctx, soft: Tensor, hard: Tensor) -> Tensor:  # type: ignore[override]
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad, None
+
+
+def straight_through(soft: Tensor, hard: Tensor) -> Tensor:
+    """Forward: ``hard`` (exact {0, 1}); backward: identity to ``soft``."""
+    return _StraightThrough.apply(soft, hard.detach())
+
+
+def gumbel_sigmoid_hard(logits: Tensor, temperature: float, training: bool, threshold: float = 0.5) -> Tensor:
+    """Relaxed-Bernoulli straight-through sample in training; deterministic ``1(p > threshold)`` at evaluation.
+
+    Training: ``soft = sigmoid((logits + log u - log(1 - u)) / T)``, ``hard = 1(soft > threshold)``, returned with
+    the value of hard and the gradient of soft (straight-through). Evaluation: no noise, no gradient.
+    """
+    if not training:
+        return (logits > _logit(threshold)).to(logits.dtype).detach()  # [B, L]
+    u = torch.rand_like(logits).clamp(1e-6, 1.0 - 1e-6)  # [B, L]
+    soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)  # [B, L]
+    hard = (soft > threshold).to(logits.dtype)  # [B, L]
+    return straight_through(soft, hard)
+
+
+class _PredictorSource(BoundarySource):
+    def __init__(self, cfg, d_model, vocab_size, alphabet):
+        super().__init__(cfg, d_model, vocab_size, alphabet)
+        self.predictor = BoundaryPredictor(d_model)
+
+
+@register("dtp-entropy")
+class DTPEntropy(_PredictorSource):
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        logits = self.predictor(self._features(features))  # [B, L]
+        hard = (logits.detach() > _logit(self.cfg.threshold)).to(logits.dtype)  # [B, L]; no grad
+        return BoundaryOutput(hard=hard, logits=logits)
+
+
+@register("dtp-unigram")
+class DTPUnigram(DTPEntropy):
+    pass
+
+
+@register("dtp-gumbel")
+class DTPGumbel(_PredictorSource):
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        logits = self.predictor(self._features(features))  # [B, L]
+        hard = gumbel_sigmoid_hard(logits, self.cfg.temperature, self.training, self.cfg.threshold)  # [B, L]
+        return BoundaryOutput(hard=hard, logits=logits)
+
+
+@register("magnet")
+class Magnet(BoundarySource):
+    def __init__(self, cfg, d_model, vocab_size, alphabet):
+        super().__init__(cfg, d_model, vocab_size, alphabet)
+        alphabet = _need_alphabet("magnet", alphabet, vocab_size)
+        table = script_table(alphabet)  # [V]; -1 = inherits
+        present = sorted({COMMON} | {int(i) for i in table.tolist() if i >= 0})
+        missing = [SCRIPTS[i] for i in present if SCRIPTS[i] not in cfg.script_priors]
+        if missing:
+            raise SpeakError(f"boundary.script_priors lacks a prior for scripts {missing} found in the alphabet")
+        self.register_buffer("script_of_id", table, persistent=False)
+        self.scripts: tuple[str, ...] = tuple(SCRIPTS[i] for i in present)
+        self.predictors = nn.ModuleDict({name: BoundaryPredictor(d_model) for name in self.scripts})
+        priors = torch.tensor([cfg.script_priors.get(name, 0.2) for name in SCRIPTS], dtype=torch.float32)
+        self.register_buffer("priors", priors, persistent=False)  # [n_scripts]; indexed by script id
+
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        feats = self._features(features)  # [B, L, D]
+        script_ids = sequence_scripts(chars, self.script_of_id)  # [B, L]
+        logits = feats.new_zeros(chars.shape)  # [B, L]
+        for name, predictor in self.predictors.items():  # a loop over scripts (a handful), not groups
+            sel = script_ids == SCRIPT_INDEX[name]  # [B, L]
+            if bool(sel.any()):
+                logits = logits.masked_scatter(sel, predictor(feats[sel]))  # [N] into [B, L]
+        hard = gumbel_sigmoid_hard(logits, self.cfg.temperature, self.training, self.cfg.threshold)  # [B, L]
+        return BoundaryOutput(hard=hard, logits=logits, script_ids=script_ids)
+
+
+@register("speak")
+class SpeakBoundaries(BoundarySource):
+    """The SPEAK tokenizer on the hourglass pre-layer features (GTok). Its hard boundaries are the spikes ``s``."""
+
+    def __init__(self, cfg, d_model, vocab_size, alphabet):
+        super().__init__(cfg, d_model, vocab_size, alphabet)
+        try:
+            from speak.tokenizer import SpeakTokenizerNet, TokenizerConfig
+        except ImportError as exc:  # the tokenizer room is not there (yet)
+            raise SpeakError(f"boundary source 'speak' needs speak.tokenizer.SpeakTokenizerNet: {exc}") from exc
+        opts = dict(cfg.speak)
+        names = {f.name for f in dataclasses.fields(TokenizerConfig)} if dataclasses.is_dataclass(TokenizerConfig) else set()
+        if "vocab_size" in names:
+            opts.setdefault("vocab_size", vocab_size)
+        for dim_name in ("feature_dim", "features_dim", "d_features", "input_dim", "d_model"):
+            if dim_name in names:
+                opts.setdefault(dim_name, d_model)
+                break
+        try:
+            tok_cfg = TokenizerConfig(**opts)
+        except TypeError as exc:
+            raise SpeakError(f"bad boundary.speak options {sorted(cfg.speak)}: {exc}") from exc
+        self.net = SpeakTokenizerNet(tok_cfg)
+
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        out = self.net(chars, features=self._features(features))
+        return BoundaryOutput(hard=out.s.to(features.dtype), tokenizer=out)  # [B, L]
+
+    def _encoder_params(self) -> set[int]:
+        enc = getattr(self.net, "encoder", None)
+        return {id(p) for p in enc.parameters()} if isinstance(enc, nn.Module) else set()
+
+    def tokenizer_parameters(self) -> Iterator[nn.Parameter]:
+        skip = self._encoder_params()  # its own encoder is replaced by the shared pre-layers
+        return (p for p in self.parameters() if id(p) not in skip)
+
+    def unused_parameters(self) -> Iterator[nn.Parameter]:
+        skip = self._encoder_params()
+        return (p for p in self.parameters() if id(p) in skip)

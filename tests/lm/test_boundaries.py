@@ -1,0 +1,159 @@
+"""Boundary sources: registry, rule-based patterns, DTP predictors, Gumbel eval determinism, MAGNET scripts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speak.errors import SpeakError
+from speak.lm.boundaries import (
+    BOUNDARY_SOURCES,
+    BoundaryConfig,
+    gumbel_sigmoid_hard,
+    make_boundary_source,
+)
+from speak.lm.scripts import SCRIPT_INDEX, char_script, script_table, sequence_scripts, text_scripts
+
+from ._helpers import ALPHABET, SOURCES, encode, has_speak_net, tiny_model
+
+D = 8
+
+
+def _source(name, **opts):
+    return make_boundary_source(BoundaryConfig(name=name, **opts), D, len(ALPHABET), ALPHABET)
+
+
+def test_registry_has_every_source():
+    assert set(SOURCES) | {"speak"} == set(BOUNDARY_SOURCES)
+
+
+def test_unknown_source_lists_valid_names():
+    with pytest.raises(SpeakError, match="unknown boundary source 'bpe'.*dtp-gumbel.*whitespace"):
+        make_boundary_source(BoundaryConfig(name="bpe"), D, 5)
+
+
+def test_none_fixed_whitespace_patterns():
+    chars = encode("ab cd ef").unsqueeze(0)  # [1, 8]
+    feats = torch.zeros(1, 8, D)
+    assert _source("none")(chars, feats).hard.tolist() == [[1.0] * 8]
+    assert _source("fixed", fixed_k=3)(chars, feats).hard.tolist() == [[0, 0, 1, 0, 0, 1, 0, 0]]
+    assert _source("whitespace")(chars, feats).hard.tolist() == [[0, 0, 1, 0, 0, 1, 0, 0]]
+
+
+def test_whitespace_needs_alphabet():
+    with pytest.raises(SpeakError, match="alphabet"):
+        make_boundary_source(BoundaryConfig(name="whitespace"), D, len(ALPHABET))
+
+
+@pytest.mark.parametrize("name", ["dtp-entropy", "dtp-unigram"])
+def test_dtp_supervised_hard_is_thresholded_logits_without_grad(name):
+    torch.manual_seed(0)
+    src = _source(name)
+    feats = torch.randn(2, 12, D, requires_grad=True)
+    out = src(torch.zeros(2, 12, dtype=torch.long), feats)
+    assert out.logits.shape == (2, 12)
+    assert torch.equal(out.hard, (torch.sigmoid(out.logits) > 0.5).float())
+    assert not out.hard.requires_grad
+    assert out.logits.requires_grad
+
+
+def test_gumbel_eval_is_deterministic_and_noise_free():
+    torch.manual_seed(0)
+    src = _source("dtp-gumbel").eval()
+    feats = torch.randn(3, 20, D)
+    chars = torch.zeros(3, 20, dtype=torch.long)
+    a = src(chars, feats)
+    b = src(chars, feats)
+    assert torch.equal(a.hard, b.hard)
+    assert torch.equal(a.hard, (torch.sigmoid(a.logits) > 0.5).float())
+
+
+def test_gumbel_eval_model_forward_is_deterministic():
+    model = tiny_model("dtp-gumbel").eval()
+    chars = encode("the quick brown fox jumps over").unsqueeze(0)
+    with torch.no_grad():
+        a, b = model(chars), model(chars)
+    assert torch.equal(a.boundary.hard, b.boundary.hard)
+    assert torch.equal(a.logits, b.logits)
+
+
+def test_gumbel_training_is_straight_through():
+    torch.manual_seed(0)
+    logits = torch.zeros(4, 200, requires_grad=True)
+    hard = gumbel_sigmoid_hard(logits, 0.5, training=True)
+    assert set(hard.detach().unique().tolist()) <= {0.0, 1.0}
+    assert 0.3 < hard.detach().mean().item() < 0.7  # p = 0.5 with noise
+    hard.sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_magnet_script_detection_samples():
+    samples = {
+        "latin": "hello Straße é",
+        "cyrillic": "привет",
+        "hebrew": "שלום",
+        "arabic": "مرحبا",
+        "devanagari": "नमस्ते",  # includes vowel signs and virama (combining marks)
+        "han": "你好世界",
+    }
+    for script, text in samples.items():
+        letters = [c for c in text if not c.isspace()]
+        assert {char_script(c) for c in letters} == {script}, script
+    assert char_script("α") == "other"
+    for c in "0123 .,!?-\n":
+        assert char_script(c) is None
+    assert char_script("<unk>") is None
+
+
+def test_magnet_inheritance_is_backward():
+    assert text_scripts("12 ab, 3 пр. 5") == (
+        ["common"] * 3 + ["latin"] * 6 + ["cyrillic"] * 5
+    )
+    table = script_table(ALPHABET)
+    text = ", ab 1 пр. ש 你."
+    chars = encode(text).unsqueeze(0)
+    got = sequence_scripts(chars, table)[0].tolist()
+    assert got == [SCRIPT_INDEX[s] for s in text_scripts(text)]
+
+
+def test_magnet_one_predictor_per_present_script_and_priors():
+    src = _source("magnet")
+    assert set(src.scripts) == {"common", "latin", "cyrillic", "hebrew", "arabic", "devanagari", "han"}
+    latin_only = ("<pad>", "<unk>", " ", "a", "b", ".")
+    src2 = make_boundary_source(BoundaryConfig(name="magnet"), D, len(latin_only), latin_only)
+    assert src2.scripts == ("common", "latin")
+    assert src.priors[SCRIPT_INDEX["latin"]].item() == pytest.approx(0.2)
+    assert src.priors[SCRIPT_INDEX["cyrillic"]].item() == pytest.approx(0.1)
+    assert src.priors[SCRIPT_INDEX["devanagari"]].item() == pytest.approx(0.08)
+
+
+def test_magnet_uses_the_positions_script_predictor():
+    torch.manual_seed(0)
+    src = _source("magnet").eval()
+    text = "ab пр"
+    chars = encode(text).unsqueeze(0)
+    feats = torch.randn(1, len(text), D)
+    out = src(chars, feats)
+    assert out.script_ids[0].tolist() == [SCRIPT_INDEX[s] for s in text_scripts(text)]
+    want_latin = src.predictors["latin"](feats[0, :3])
+    want_cyr = src.predictors["cyrillic"](feats[0, 3:])
+    torch.testing.assert_close(out.logits[0], torch.cat([want_latin, want_cyr]))
+
+
+def test_config_rejects_bad_options():
+    with pytest.raises(SpeakError, match="fixed_k"):
+        BoundaryConfig(name="fixed", fixed_k=0).validate()
+    with pytest.raises(SpeakError, match="prior"):
+        BoundaryConfig(name="dtp-gumbel", prior=1.5).validate()
+    with pytest.raises(SpeakError, match="unknown scripts"):
+        BoundaryConfig(name="magnet", script_priors={"klingon": 0.1}).validate()
+
+
+@pytest.mark.skipif(not has_speak_net(), reason="speak.tokenizer.SpeakTokenizerNet missing")
+def test_speak_source_hard_is_spikes():
+    model = tiny_model("speak").eval()
+    chars = encode("the quick brown fox").unsqueeze(0)
+    out = model(chars)
+    tok = out.boundary.tokenizer
+    assert tok is not None
+    assert torch.equal(out.boundary.hard, tok.s.to(out.boundary.hard.dtype))
