@@ -1,0 +1,71 @@
+"""The SPEAK tokenizer network: token-boundary head T (Eq. 2-4) and contextual-boundary head C (Eq. 7-9)
+sharing one ContextEncoder, driving one entropy-aware scan (Eq. 10-11)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from speak.neuron import LIFNeuron
+from speak.tokenizer.config import TokenizerConfig
+from speak.tokenizer.encoders import make_encoder
+
+
+@dataclass
+class TokenizerOutput:
+    """Everything one forward produces; all [B, L]."""
+
+    current: torch.Tensor  # I_t = Linear1(h_t)  (input current of the neuron)
+    u: torch.Tensor  # pre-reset membrane potential: the soft boundaries (Eq. 4)
+    s: torch.Tensor  # spikes in {0, 1}: the hard boundaries (Eq. 4); s_t = 1 closes the token at t
+    v: torch.Tensor  # post-reset membrane potential
+    mask_logits: torch.Tensor  # e_t = Linear2(h_t), contextual-boundary logits (Eq. 8)
+    mask: torch.Tensor  # m_t = 1(sigmoid(e_t) > 0.5), bool: hard reset where True (Eq. 9)
+
+
+class SpeakTokenizerNet(nn.Module):
+    """T = LIF o Linear1 o ContextEncoder (Eq. 2) and C = Linear2 o ContextEncoder (Eq. 7).
+
+    `forward(char_ids, features=None)`: with the built-in per-character encoder, `features` is None; in the GTok
+    setting an outer model (the hourglass pre-layers) passes its hidden states [B, L, D] as the encoder output.
+    """
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_dim
+        self.encoder = make_encoder(cfg)
+        if cfg.linear1 == "mlp":  # DTP's boundary predictor shape
+            self.linear1 = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, 1))
+        else:
+            self.linear1 = nn.Linear(d, 1)
+        self.linear2 = nn.Linear(d, 1)
+        self.neuron = LIFNeuron(theta=cfg.theta, u_th=cfg.u_th, u_reset=cfg.u_reset, gamma=cfg.gamma,
+                                delta=cfg.delta, surrogate_alpha=cfg.surrogate_alpha, reset_mode=cfg.reset_mode)
+
+    def encode(self, char_ids: torch.Tensor | None, features: torch.Tensor | None = None) -> torch.Tensor:
+        """ContextEncoder output h [B, L, D]."""
+        if features is not None:
+            return features
+        if self.encoder is None:
+            raise ValueError("this tokenizer reads an outer model's features (encoder='features'): pass features")
+        return self.encoder(char_ids)
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(current I [B, L], contextual-boundary logits e [B, L]) from encoder states h [B, L, D]."""
+        current = self.linear1(h).squeeze(-1)  # [B, L]
+        if self.cfg.tanh:
+            current = torch.tanh(current)
+        return current, self.linear2(h).squeeze(-1)  # [B, L], [B, L]
+
+    def forward(self, char_ids: torch.Tensor | None, features: torch.Tensor | None = None) -> TokenizerOutput:
+        h = self.encode(char_ids, features)  # [B, L, D]
+        current, e = self.heads(h)  # [B, L] each
+        mask = e.detach() > 0  # sigmoid(e) > 0.5 <=> e > 0; no gradient through m (Eq. 9)
+        u, s, v = self.neuron(current.float(), mask)  # [B, L] each
+        return TokenizerOutput(current=current, u=u, s=s, v=v, mask_logits=e, mask=mask)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

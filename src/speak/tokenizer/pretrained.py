@@ -1,0 +1,176 @@
+"""SpeakTokenizer: the tokenizer as a usable artifact (vocabulary + network), with safe save/load.
+
+A tokenizer directory holds `speak_tokenizer.json` (format, config, vocabulary, provenance, the SHA-256 of the
+weights) and `speak_tokenizer.safetensors`. Each file is written atomically, weights first; loading checks every
+piece and turns any problem into one SpeakError. Pickled weights are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from speak.atomic import atomic_write_bytes, atomic_write_json
+from speak.errors import SpeakError
+from speak.text.segment import segment, token_offsets
+from speak.text.vocab import CharVocab
+from speak.tokenizer.config import TokenizerConfig
+from speak.tokenizer.lookup import LookupScanner
+from speak.tokenizer.model import SpeakTokenizerNet, TokenizerOutput
+
+CONFIG_FILE = "speak_tokenizer.json"
+WEIGHTS_FILE = "speak_tokenizer.safetensors"
+FORMAT = "speak-tokenizer"
+VERSION = 1
+_PICKLED = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt", "weights.pkl")
+
+
+def default_tokenizer_dir() -> Path:
+    """The small pretrained tokenizer shipped in the package (see src/speak/data/README.md)."""
+    return Path(__file__).resolve().parent.parent / "data" / "default_tokenizer"
+
+
+class SpeakTokenizer:
+    """A trained SPEAK tokenizer: `tokenize(text) -> list[str]`, lossless (Eq. 5).
+
+    Each call treats its text as one sequence: the neuron starts at u_reset. Files are processed line by line.
+    """
+
+    def __init__(self, net: SpeakTokenizerNet, vocab: CharVocab, meta: dict[str, Any] | None = None):
+        if len(vocab) != net.cfg.vocab_size:
+            raise SpeakError(f"vocabulary has {len(vocab)} entries but the config says vocab_size={net.cfg.vocab_size}")
+        self.net = net.eval()
+        self.vocab = vocab
+        self.meta = dict(meta or {})
+        self._scanner: LookupScanner | None = None
+
+    @property
+    def config(self) -> TokenizerConfig:
+        return self.net.cfg
+
+    def num_parameters(self) -> int:
+        return self.net.num_parameters()
+
+    # ------------------------------------------------------------------ inference
+    def _lookup(self) -> LookupScanner | None:
+        if self._scanner is None and self.config.per_character:
+            self._scanner = LookupScanner(self.net)
+        return self._scanner
+
+    def refresh(self) -> None:
+        """Forget cached lookup tables (call after changing the network's weights)."""
+        self._scanner = None
+
+    def trace(self, text: str) -> TokenizerOutput:
+        """The full forward (currents, u, s, v, mask logits, masks) for one text, batch of 1."""
+        ids = torch.as_tensor(self.vocab.encode_array(text), dtype=torch.long)[None]  # [1, L]
+        with torch.no_grad():
+            return self.net(ids)
+
+    def spikes(self, text: str) -> np.ndarray:
+        """Hard boundaries s (bool [len(text)]) of one text."""
+        return self.spikes_many([text])[0]
+
+    def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Hard boundaries for several texts, each scanned from a fresh state (one compiled pass when possible)."""
+        lookup = self._lookup()
+        if lookup is None:
+            return [self.trace(t).s[0].numpy() > 0.5 if t else np.zeros(0, dtype=bool) for t in texts]
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        ids = self.vocab.encode_array("".join(texts))  # [N]
+        starts = np.zeros(ids.shape[0], dtype=bool)
+        bounds = np.concatenate(([0], np.cumsum(lengths)))
+        starts[bounds[:-1][lengths > 0]] = True
+        flat = lookup.spikes(ids, starts)
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def tokenize(self, text: str) -> list[str]:
+        """Tokens of `text` (Eq. 5); `"".join(tokens) == text`."""
+        return segment(text, self.spikes(text))
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        return [segment(t, s) for t, s in zip(texts, self.spikes_many(texts))]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of each token."""
+        return token_offsets(self.spikes(text), len(text))
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the tokenizer directory (weights first, then the JSON that names their checksum)."""
+        from safetensors.torch import save
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
+        blob = save(state, metadata={"format": FORMAT})
+        atomic_write_bytes(directory / WEIGHTS_FILE, blob)
+        atomic_write_json(directory / CONFIG_FILE, {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": self.config.to_dict(),
+            "vocab": self.vocab.to_dict(),
+            "weights_sha256": hashlib.sha256(blob).hexdigest(),
+            "meta": self.meta,
+        })
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "SpeakTokenizer":
+        """Load a tokenizer directory; any missing, corrupted, tampered or mismatched piece -> one SpeakError."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise SpeakError(f"{directory}: no such tokenizer directory")
+        cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not cfg_path.is_file():
+            pickled = [p for p in _PICKLED if (directory / p).exists()]
+            if pickled:
+                raise SpeakError(f"{directory}: refusing to load pickled weights ({pickled[0]}); "
+                                 "SPEAK loads safetensors only")
+            raise SpeakError(f"{directory}: not a SPEAK tokenizer directory (missing {CONFIG_FILE})")
+        try:
+            doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SpeakError(f"{cfg_path}: corrupted ({err})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise SpeakError(f"{cfg_path}: not a SPEAK tokenizer file (format is not {FORMAT!r})")
+        if doc.get("version") != VERSION:
+            raise SpeakError(f"{cfg_path}: unsupported version {doc.get('version')!r} (this speak reads {VERSION})")
+        for key in ("config", "vocab", "weights_sha256"):
+            if key not in doc:
+                raise SpeakError(f"{cfg_path}: missing {key!r}")
+        config = TokenizerConfig.from_dict(doc["config"])
+        vocab = CharVocab.from_dict(doc["vocab"])
+        if not w_path.is_file():
+            raise SpeakError(f"{directory}: missing weights file {WEIGHTS_FILE}")
+        blob = w_path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
+            raise SpeakError(f"{w_path}: checksum mismatch with {CONFIG_FILE} (corrupted, truncated or tampered)")
+        try:
+            state = load(blob)
+        except (SafetensorError, ValueError, RuntimeError) as err:
+            raise SpeakError(f"{w_path}: unreadable safetensors ({err})") from None
+        net = SpeakTokenizerNet(config)
+        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state.items()}
+        if expected != found:
+            missing = sorted(set(expected) - set(found))
+            extra = sorted(set(found) - set(expected))
+            shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+            raise SpeakError(f"{w_path}: weights do not match the config (missing {missing}, unexpected {extra}, "
+                             f"wrong shapes {shapes})")
+        net.load_state_dict(state)
+        return cls(net, vocab, meta=doc.get("meta") or {})
+
+    @classmethod
+    def default(cls) -> "SpeakTokenizer":
+        """The pretrained default tokenizer shipped with the package."""
+        return cls.from_pretrained(default_tokenizer_dir())
