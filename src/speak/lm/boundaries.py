@@ -26,13 +26,11 @@ Registry (``BOUNDARY_SOURCES``, name -> class; build with :func:`make_boundary_s
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speak.errors import SpeakError
@@ -288,7 +286,7 @@ class Magnet(BoundarySource):
         for name, predictor in self.predictors.items():  # a loop over scripts (a handful), not groups
             sel = script_ids == SCRIPT_INDEX[name]  # [B, L]
             if bool(sel.any()):
-                logits = logits.masked_scatter(sel, predictor(feats[sel]))  # [N] into [B, L]
+                logits = logits.masked_scatter(sel, predictor(feats[sel]).to(logits.dtype))  # [N] into [B, L]
         hard = gumbel_sigmoid_hard(logits, self.cfg.temperature, self.training, self.cfg.threshold)  # [B, L]
         return BoundaryOutput(hard=hard, logits=logits, script_ids=script_ids)
 
@@ -303,17 +301,14 @@ class SpeakBoundaries(BoundarySource):
             from speak.tokenizer import SpeakTokenizerNet, TokenizerConfig
         except ImportError as exc:  # the tokenizer room is not there (yet)
             raise SpeakError(f"boundary source 'speak' needs speak.tokenizer.SpeakTokenizerNet: {exc}") from exc
-        opts = dict(cfg.speak)
-        names = {f.name for f in dataclasses.fields(TokenizerConfig)} if dataclasses.is_dataclass(TokenizerConfig) else set()
-        if "vocab_size" in names:
-            opts.setdefault("vocab_size", vocab_size)
-        for dim_name in ("feature_dim", "features_dim", "d_features", "input_dim", "d_model"):
-            if dim_name in names:
-                opts.setdefault(dim_name, d_model)
-                break
+        # GTok defaults (SPEC section 3): the pre-layer features are the ContextEncoder, Linear1 is DTP's MLP.
+        opts = {"encoder": "features", "linear1": "mlp", **cfg.speak}
+        opts["vocab_size"] = vocab_size
+        if opts["encoder"] == "features":
+            opts["feature_dim"] = d_model
         try:
             tok_cfg = TokenizerConfig(**opts)
-        except TypeError as exc:
+        except TypeError as exc:  # unknown keyword
             raise SpeakError(f"bad boundary.speak options {sorted(cfg.speak)}: {exc}") from exc
         self.net = SpeakTokenizerNet(tok_cfg)
 

@@ -40,7 +40,11 @@ __all__ = [
 
 
 def boundaries_before(hard: Tensor) -> Tensor:
-    """Number of boundaries at positions strictly before t, as float (keeps grads): [B, L] -> [B, L]."""
+    """Number of boundaries at positions strictly before t, as float32 (keeps grads): [B, L] -> [B, L].
+
+    Always float32, whatever the autocast dtype: bf16 counts stop being exact integers above 256.
+    """
+    hard = hard.float()  # [B, L]
     return torch.cumsum(hard, dim=1) - hard  # [B, L]
 
 
@@ -71,14 +75,13 @@ def downsample(x: Tensor, hard: Tensor, null_group: Tensor) -> tuple[Tensor, Ten
         group_mask: [B, 1 + G_max] bool; True for the null group and every real group (incl. the trailing one).
     """
     B, L, D = x.shape
-    hard = hard.to(x.dtype)  # [B, L]
     n_groups = count_groups(hard)  # [B]
     g_max = int(n_groups.max().item()) if B > 0 else 0
     before = boundaries_before(hard)  # [B, L] group index of each position
-    assign = _assignment(before, g_max)  # [B, L, G]
-    sums = torch.bmm(assign.transpose(1, 2), x)  # [B, G, D]
+    assign = _assignment(before, g_max)  # [B, L, G] float32
+    sums = torch.bmm(assign.transpose(1, 2).to(x.dtype), x)  # [B, G, D]
     counts = assign.sum(dim=1)  # [B, G]
-    means = sums / counts.clamp_min(1.0).unsqueeze(-1)  # [B, G, D]; empty (padding) groups stay 0
+    means = (sums / counts.clamp_min(1.0).unsqueeze(-1)).to(x.dtype)  # [B, G, D]; empty (padding) groups stay 0
     null = null_group.to(x.dtype).view(1, 1, D).expand(B, 1, D)  # [B, 1, D]
     groups = torch.cat([null, means], dim=1)  # [B, 1 + G, D]
     slots = torch.arange(g_max, device=x.device)  # [G]
@@ -97,9 +100,9 @@ def upsample(groups: Tensor, hard: Tensor) -> Tensor:
         [B, L, D].
     """
     B, S, D = groups.shape
-    before = boundaries_before(hard.to(groups.dtype))  # [B, L] in [0, G - 1] <= S - 2
-    assign = _assignment(before, S)  # [B, L, 1 + G]
-    return torch.bmm(assign, groups)  # [B, L, D]
+    before = boundaries_before(hard)  # [B, L] in [0, G - 1] <= S - 2
+    assign = _assignment(before, S)  # [B, L, 1 + G] float32
+    return torch.bmm(assign.to(groups.dtype), groups)  # [B, L, D]
 
 
 # --------------------------------------------------------------------------------------------------------------
