@@ -157,3 +157,18 @@ def test_speak_source_hard_is_spikes():
     tok = out.boundary.tokenizer
     assert tok is not None
     assert torch.equal(out.boundary.hard, tok.s.to(out.boundary.hard.dtype))
+
+
+@pytest.mark.skipif(not has_speak_net(), reason="speak.tokenizer.SpeakTokenizerNet missing")
+def test_speak_source_parameter_split_and_own_encoder_option():
+    from speak.lm.hourglass import count_parameters
+
+    gtok = tiny_model("speak")
+    _, tok = count_parameters(gtok)
+    net = gtok.boundary_source.net
+    assert tok == sum(p.numel() for n, p in net.named_parameters() if not n.startswith("encoder"))
+    own = tiny_model("speak", speak={"encoder": "char-mlp", "char_dim": 16})
+    _, tok_own = count_parameters(own)
+    assert tok_own == sum(p.numel() for p in own.boundary_source.net.parameters())
+    out = own(encode("ab cd").unsqueeze(0))
+    assert out.boundary.hard.shape == (1, 5)

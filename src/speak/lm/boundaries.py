@@ -313,10 +313,15 @@ class SpeakBoundaries(BoundarySource):
         self.net = SpeakTokenizerNet(tok_cfg)
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
-        out = self.net(chars, features=self._features(features))
+        if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder
+            out = self.net(chars, features=self._features(features))
+        else:  # its own per-character encoder (standalone setting inside the hourglass)
+            out = self.net(chars)
         return BoundaryOutput(hard=out.s.to(features.dtype), tokenizer=out)  # [B, L]
 
     def _encoder_params(self) -> set[int]:
+        if self.net.cfg.encoder != "features":
+            return set()  # its own encoder runs and counts as the tokenizer's
         enc = getattr(self.net, "encoder", None)
         return {id(p) for p in enc.parameters()} if isinstance(enc, nn.Module) else set()
 
