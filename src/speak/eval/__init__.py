@@ -1,0 +1,1 @@
+"""Evaluation: BPC, shortening factor, energy accounting."""

@@ -1,0 +1,1 @@
+"""Language models over SPEAK tokens (hourglass, Transformer baseline, spiking LMs)."""
