@@ -1,0 +1,510 @@
+"""Momentum-based proxy supervision with Metropolis-Hastings acceptance (paper Eq. 13, 15, 16; App. B; SPEC section 2).
+
+The proxy ``s_hat`` is one bit per training-corpus character, keyed by the ABSOLUTE character offset in the training
+split (never by batch slot: the stream samples random windows). It starts as an exemplar's segmentation (e.g. a
+SentencePiece Unigram trained on the training split, computed by the caller) and evolves by Eq. 13:
+
+    s_hat_{N+1} = a_N * s_{N+1} + (1 - a_N) * s_hat_N,     a_N = 1(u <= alpha),  u ~ U(0, 1)
+    alpha = L_LM(s_hat_N) / L_LM(s_{N+1})                                        (Eq. 15, 16)
+
+Decisions are per CHUNK: one training-window row. A row starting at offset ``o`` belongs to chunk id
+``o // chunk_size`` (fixed-size chunk ids, so the per-chunk memory is an array, not a dict). Per chunk the store keeps
+the LM loss the proxy had when it was last accepted (NaN = none yet).
+
+- ``L_LM(s)``: the per-row LM loss of the training forward, which used the tokenizer's own spikes s (free).
+- ``L_LM(s_hat)``: by default the loss stored when the proxy was last accepted for the chunk. With ``reevaluate``
+  the caller runs a second forward with ``s_hat`` as the boundaries and passes the losses (``proxy_losses``);
+  the acceptance math is the same, and on rejection the stored loss is refreshed to the re-evaluated one.
+- A chunk with no stored loss: ``first_visit="accept"`` (default) accepts; ``"baseline"`` keeps the exemplar bits
+  and records L_LM(s) as the proxy's loss (so the exemplar is only replaced by a later, better segmentation).
+- ``greedy=True`` ("w/o MH", Table 5): accept only when the loss fell (L_LM(s) < L_LM(s_hat)).
+
+Rejection rates are counted per epoch (one epoch = one pass over the training stream: characters seen / train
+length; the paper reports ~10% early, ~90% late). :meth:`ProxyStore.state_dict` holds numpy arrays (the packed bits,
+the chunk losses) and JSON-able scalars (the numpy Generator's state, counters), so a resumed run keeps its proxy and
+RNG exactly.
+
+:class:`ProxyPlugin` is the trainer plug-in (``on_step_end`` / ``extra_state`` / ``load_extra_state``) and
+:class:`ProxyTargetStream` wraps a training stream so every batch carries the proxy targets for L_mem in
+``batch.boundary_targets`` (read BEFORE the step's update, i.e. s_hat_N supervises step N).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from speak.errors import SpeakError
+
+__all__ = ["Decision", "ProxyConfig", "ProxyPlugin", "ProxyStore", "ProxyTargetStream", "per_row_lm_loss"]
+
+FIRST_VISIT = ("accept", "baseline")
+STATE_KIND = "ProxyStore"
+STATE_VERSION = 1
+
+
+@dataclass
+class ProxyConfig:
+    """Options of the proxy / MH machinery (``TrainConfig.proxy`` keys)."""
+
+    chunk_size: int = 512  # characters per chunk id (offset // chunk_size); use the training seq_len
+    greedy: bool = False  # "w/o MH" (Table 5): accept only when the loss fell
+    reevaluate: bool = False  # L_LM(s_hat) from a second forward under the current LM (the caller computes it)
+    first_visit: str = "accept"  # accept | baseline: what to do for a chunk with no stored loss
+    seed: int = 0  # the acceptance RNG (numpy PCG64)
+
+    def validate(self) -> None:
+        if self.chunk_size <= 0:
+            raise SpeakError(f"proxy.chunk_size must be > 0, got {self.chunk_size}")
+        if self.first_visit not in FIRST_VISIT:
+            raise SpeakError(f"proxy.first_visit must be one of {', '.join(FIRST_VISIT)}, got {self.first_visit!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: dict[str, Any] | None, **defaults: Any) -> "ProxyConfig":
+        """Build from a ``TrainConfig.proxy`` mapping (unknown keys -> SpeakError); ``defaults`` fill unset keys."""
+        data = {**defaults, **dict(mapping or {})}
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise SpeakError(f"unknown proxy option(s) {unknown} (known: {', '.join(sorted(names))})")
+        cfg = cls(**data)
+        cfg.chunk_size, cfg.seed = int(cfg.chunk_size), int(cfg.seed)
+        cfg.greedy, cfg.reevaluate = bool(cfg.greedy), bool(cfg.reevaluate)
+        cfg.validate()
+        return cfg
+
+
+@dataclass
+class Decision:
+    """The outcome of :meth:`ProxyStore.propose` for one batch (applied by :meth:`ProxyStore.accept`)."""
+
+    offsets: np.ndarray  # [B] int64
+    spikes: np.ndarray  # [B, L] bool: the candidate s
+    new_losses: np.ndarray  # [B] float64: L_LM(s)
+    old_losses: np.ndarray  # [B] float64: L_LM(s_hat) used (NaN = none stored)
+    ratio: np.ndarray  # [B] alpha = L_LM(s_hat) / L_LM(s) (NaN where no old loss)
+    uniforms: np.ndarray  # [B] the u draws
+    accepted: np.ndarray  # [B] bool
+    first: np.ndarray  # [B] bool: no loss was stored for the chunk
+    refresh: np.ndarray  # [B] float64: loss to store on rejection (re-evaluated L_LM(s_hat)), NaN = keep
+    applied: bool = False
+
+    @property
+    def reject_rate(self) -> float:
+        """Rejected / decided among rows that had a stored loss (first visits are not MH decisions); 0 if none."""
+        decided = ~self.first
+        n = int(decided.sum())
+        return float((~self.accepted & decided).sum()) / n if n else 0.0
+
+
+@dataclass
+class _EpochCounter:
+    proposals: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    first_visits: int = 0
+    chars: int = 0
+
+    def as_dict(self, epoch: int) -> dict[str, Any]:
+        decided = self.accepted + self.rejected
+        return {
+            "epoch": epoch,
+            "proposals": self.proposals,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "first_visits": self.first_visits,
+            "chars": self.chars,
+            "reject_rate": (self.rejected / decided) if decided else float("nan"),
+        }
+
+
+class ProxyStore:
+    """Bit-packed proxy boundaries over a training split, with per-chunk MH acceptance (see the module docstring)."""
+
+    def __init__(self, init_boundaries: np.ndarray, config: ProxyConfig | None = None, **options: Any) -> None:
+        """``init_boundaries`` [N] bool: the exemplar's spikes over the training split (1 = a token closes at t)."""
+        cfg = config if config is not None else ProxyConfig.from_mapping(options)
+        if config is not None and options:
+            raise SpeakError("pass either a ProxyConfig or keyword options, not both")
+        cfg.validate()
+        bits = np.asarray(init_boundaries)
+        if bits.ndim != 1:
+            raise SpeakError(f"proxy init boundaries must be 1-D (one per training character), got {bits.shape}")
+        if bits.size == 0:
+            raise SpeakError("proxy init boundaries are empty")
+        self.config = cfg
+        self.n = int(bits.size)
+        self._bits = np.packbits(bits.astype(bool), bitorder="little")  # [ceil(N / 8)] uint8
+        self.n_chunks = -(-self.n // cfg.chunk_size)
+        self._chunk_loss = np.full(self.n_chunks, np.nan, dtype=np.float64)  # [n_chunks]; NaN = none stored
+        self._rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([cfg.seed, 0x5BEA])))
+        self.chars_seen = 0
+        self._epochs: list[_EpochCounter] = [_EpochCounter()]
+
+    # ------------------------------------------------------------------ bits
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the packed bits (the dominant cost: N / 8 bytes)."""
+        return int(self._bits.nbytes)
+
+    def _check_range(self, offsets: np.ndarray, length: int) -> None:
+        if length <= 0:
+            raise SpeakError(f"proxy window length must be > 0, got {length}")
+        if offsets.size and (int(offsets.min()) < 0 or int(offsets.max()) + length > self.n):
+            raise SpeakError(
+                f"proxy window [{int(offsets.min())}, {int(offsets.max()) + length}) lies outside the training "
+                f"split of {self.n} characters"
+            )
+
+    def _read(self, offset: int, length: int) -> np.ndarray:
+        b0, b1 = offset // 8, (offset + length + 7) // 8
+        bits = np.unpackbits(self._bits[b0:b1], bitorder="little")  # [8 * (b1 - b0)]
+        start = offset - 8 * b0
+        return bits[start : start + length].astype(bool)
+
+    def _write(self, offset: int, values: np.ndarray) -> None:
+        length = int(values.size)
+        b0, b1 = offset // 8, (offset + length + 7) // 8
+        bits = np.unpackbits(self._bits[b0:b1], bitorder="little")
+        start = offset - 8 * b0
+        bits[start : start + length] = values.astype(np.uint8)
+        self._bits[b0:b1] = np.packbits(bits, bitorder="little")
+
+    def bits(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The proxy as a bool array over ``[start, stop)`` (default: the whole split)."""
+        stop = self.n if stop is None else int(stop)
+        if not 0 <= start <= stop <= self.n:
+            raise SpeakError(f"proxy range [{start}, {stop}) outside [0, {self.n}]")
+        if stop == start:
+            return np.zeros(0, dtype=bool)
+        return self._read(int(start), stop - int(start))
+
+    def get(self, offsets: Any, length: int) -> np.ndarray:
+        """[B, L] float32 proxy targets for the windows starting at ``offsets`` [B] (absolute train offsets)."""
+        offsets = _as_offsets(offsets)
+        length = int(length)
+        self._check_range(offsets, length)
+        out = np.empty((offsets.size, length), dtype=np.float32)
+        for i, o in enumerate(offsets.tolist()):
+            out[i] = self._read(int(o), length)
+        return out
+
+    # ------------------------------------------------------------------ MH
+    def chunk_ids(self, offsets: Any) -> np.ndarray:
+        """[B] chunk id of each window (``offset // chunk_size``)."""
+        return _as_offsets(offsets) // self.config.chunk_size
+
+    def stored_losses(self, offsets: Any) -> np.ndarray:
+        """[B] the loss stored for each window's chunk (NaN = none)."""
+        return self._chunk_loss[self.chunk_ids(offsets)].copy()
+
+    def propose(self, offsets: Any, spikes: Any, lm_losses: Any, proxy_losses: Any | None = None) -> Decision:
+        """Draw the acceptance of the tokenizer's spikes ``s`` [B, L] for each row (advances the RNG by B draws).
+
+        ``lm_losses`` [B]: L_LM(s) per row. ``proxy_losses`` [B] (``reevaluate``): L_LM(s_hat) under the current
+        LM; without it the chunk's stored loss is used. Rows are decided in order, so a later row of the same chunk
+        sees an earlier row's accepted loss. Nothing is written until :meth:`accept`.
+        """
+        offsets = _as_offsets(offsets)
+        spikes = np.asarray(_to_numpy(spikes)) > 0.5  # [B, L] bool
+        if spikes.ndim != 2 or spikes.shape[0] != offsets.size:
+            raise SpeakError(f"proxy spikes must be [B, L] with B = {offsets.size}, got {spikes.shape}")
+        self._check_range(offsets, spikes.shape[1])
+        new = np.asarray(_to_numpy(lm_losses), dtype=np.float64).reshape(-1)  # [B]
+        if new.size != offsets.size:
+            raise SpeakError(f"proxy lm_losses must be [B] with B = {offsets.size}, got {new.size} values")
+        reeval = None
+        if proxy_losses is not None:
+            reeval = np.asarray(_to_numpy(proxy_losses), dtype=np.float64).reshape(-1)
+            if reeval.size != offsets.size:
+                raise SpeakError(f"proxy_losses must be [B] with B = {offsets.size}, got {reeval.size} values")
+        B = offsets.size
+        u = self._rng.random(B)  # [B]; always B draws, whatever the branches (exact resume)
+        cids = self.chunk_ids(offsets)
+        pending: dict[int, float] = {}  # chunk id -> stored loss after the earlier rows of this batch
+        old = np.full(B, np.nan)
+        ratio = np.full(B, np.nan)
+        accepted = np.zeros(B, dtype=bool)
+        first = np.zeros(B, dtype=bool)
+        refresh = np.full(B, np.nan)
+        for i in range(B):
+            cid = int(cids[i])
+            stored = pending.get(cid, float(self._chunk_loss[cid]))
+            ref = float(reeval[i]) if reeval is not None else stored
+            l_new = float(new[i])
+            if not math.isfinite(l_new):  # a broken loss never enters the proxy
+                accepted[i] = False
+                old[i] = ref
+                continue
+            if not math.isfinite(ref):
+                first[i] = True
+                accepted[i] = self.config.first_visit == "accept"
+                pending[cid] = l_new
+                continue
+            old[i] = ref
+            ratio[i] = ref / l_new if l_new > 0 else math.inf
+            if self.config.greedy:
+                accepted[i] = l_new < ref
+            else:
+                accepted[i] = bool(u[i] <= ratio[i])  # min(1, alpha): alpha >= 1 always accepts
+            if accepted[i]:
+                pending[cid] = l_new
+            elif reeval is not None:
+                refresh[i] = ref
+                pending[cid] = ref
+        return Decision(offsets=offsets, spikes=spikes, new_losses=new, old_losses=old, ratio=ratio, uniforms=u,
+                        accepted=accepted, first=first, refresh=refresh)
+
+    def accept(self, decision: Decision) -> np.ndarray:
+        """Apply a decision: write the accepted rows' spikes into the proxy, store their losses, count. Returns
+        the [B] accepted mask."""
+        if decision.applied:
+            raise SpeakError("this proxy decision was already applied")
+        cids = self.chunk_ids(decision.offsets)
+        L = decision.spikes.shape[1]
+        counter = self._epochs[-1]
+        for i in range(decision.offsets.size):
+            cid = int(cids[i])
+            if decision.accepted[i]:
+                self._write(int(decision.offsets[i]), decision.spikes[i])
+                self._chunk_loss[cid] = decision.new_losses[i]
+            elif decision.first[i]:  # first_visit = baseline: the exemplar keeps its bits, the loss is recorded
+                self._chunk_loss[cid] = decision.new_losses[i]
+            elif math.isfinite(decision.refresh[i]):
+                self._chunk_loss[cid] = decision.refresh[i]
+            counter.proposals += 1
+            if decision.first[i]:
+                counter.first_visits += 1
+            elif decision.accepted[i]:
+                counter.accepted += 1
+            else:
+                counter.rejected += 1
+        decision.applied = True
+        self._advance(decision.offsets.size * L)
+        return decision.accepted.copy()
+
+    def update(self, offsets: Any, spikes: Any, lm_losses: Any, proxy_losses: Any | None = None) -> Decision:
+        """:meth:`propose` then :meth:`accept`; returns the applied decision."""
+        d = self.propose(offsets, spikes, lm_losses, proxy_losses)
+        self.accept(d)
+        return d
+
+    def _advance(self, chars: int) -> None:
+        """Count characters seen; open a new epoch counter at each pass over the training split."""
+        self.chars_seen += int(chars)
+        self._epochs[-1].chars += int(chars)
+        while self.chars_seen >= self.n * len(self._epochs):
+            self._epochs.append(_EpochCounter())
+
+    @property
+    def epoch(self) -> float:
+        """Passes over the training split so far (fractional)."""
+        return self.chars_seen / self.n
+
+    def epoch_stats(self) -> list[dict[str, Any]]:
+        """Per epoch: proposals, accepted, rejected, first visits, chars, reject_rate (rejected / MH decisions)."""
+        return [c.as_dict(i) for i, c in enumerate(self._epochs) if c.proposals or i == 0]
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """numpy arrays (``bits`` uint8, ``chunk_loss`` float64, ``epochs`` int64 [E, 5]) + JSON-able scalars."""
+        epochs = np.array(
+            [[c.proposals, c.accepted, c.rejected, c.first_visits, c.chars] for c in self._epochs], dtype=np.int64
+        )
+        return {
+            "kind": STATE_KIND,
+            "version": STATE_VERSION,
+            "n": self.n,
+            "config": {
+                "chunk_size": self.config.chunk_size, "greedy": self.config.greedy,
+                "reevaluate": self.config.reevaluate, "first_visit": self.config.first_visit,
+                "seed": self.config.seed,
+            },
+            "bits": self._bits.copy(),
+            "chunk_loss": self._chunk_loss.copy(),
+            "epochs": epochs,
+            "chars_seen": int(self.chars_seen),
+            "rng": _jsonable(self._rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore exactly (bits, losses, counters, RNG); a state for another split or chunking -> SpeakError."""
+        if not isinstance(state, dict) or state.get("kind") != STATE_KIND:
+            raise SpeakError("proxy state is missing or not a ProxyStore state")
+        if int(state.get("n", -1)) != self.n:
+            raise SpeakError(f"proxy state covers {state.get('n')} characters, this training split has {self.n}")
+        saved_cfg = state.get("config") or {}
+        if int(saved_cfg.get("chunk_size", -1)) != self.config.chunk_size:
+            raise SpeakError(
+                f"proxy state uses chunk_size {saved_cfg.get('chunk_size')}, this run {self.config.chunk_size}"
+            )
+        bits = np.asarray(_to_numpy(state["bits"]), dtype=np.uint8).reshape(-1)
+        losses = np.asarray(_to_numpy(state["chunk_loss"]), dtype=np.float64).reshape(-1)
+        if bits.shape != self._bits.shape or losses.shape != self._chunk_loss.shape:
+            raise SpeakError("proxy state arrays do not match this training split")
+        epochs = np.asarray(_to_numpy(state["epochs"]), dtype=np.int64).reshape(-1, 5)
+        self._bits = bits.copy()
+        self._chunk_loss = losses.copy()
+        self._epochs = [_EpochCounter(*map(int, row)) for row in epochs] or [_EpochCounter()]
+        self.chars_seen = int(state["chars_seen"])
+        try:
+            self._rng.bit_generator.state = state["rng"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpeakError(f"proxy state has an invalid generator state ({err})") from None
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _to_numpy(x: Any) -> Any:
+    if hasattr(x, "detach"):  # torch tensor
+        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    return x
+
+
+def _as_offsets(offsets: Any) -> np.ndarray:
+    arr = np.asarray(_to_numpy(offsets)).reshape(-1)
+    return arr.astype(np.int64)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def per_row_lm_loss(logits: Any, targets: Any, pad_id: int = 0) -> Any:
+    """[B] mean next-character cross-entropy (nats) per row: logits [B, L, V], targets [B, L]; pad targets ignored."""
+    import torch
+    import torch.nn.functional as F
+
+    B, L, V = logits.shape
+    with torch.no_grad():
+        ce = F.cross_entropy(logits.detach().reshape(-1, V).float(), targets.reshape(-1), reduction="none")
+        ce = ce.view(B, L)  # [B, L]
+        keep = (targets != pad_id).to(ce.dtype)  # [B, L]
+        return (ce * keep).sum(1) / keep.sum(1).clamp(min=1)  # [B]
+
+
+# ---------------------------------------------------------------------------------------------- trainer plug-in
+class ProxyPlugin:
+    """The trainer plug-in: after each step, propose the tokenizer's spikes to the proxy store (MH per row).
+
+    Reads ``out.boundary.tokenizer.s`` [B, L] and per-row LM losses from ``out.logits`` vs ``batch.chars[:, 1:]``.
+    ``targets_for(batch)`` gives the [B, L] L_mem targets (s_hat_N) for the objective; :class:`ProxyTargetStream`
+    puts them into ``batch.boundary_targets``. With ``reevaluate`` a callable ``reevaluate_fn(batch, proxy [B, L])
+    -> [B] losses`` (a second forward with s_hat as the boundaries) must be given.
+
+    Under data parallelism every rank gathers all ranks' rows (same order) and applies the same decisions with the
+    same seeded RNG, so the stores stay identical; rank 0's state is checkpointed.
+    """
+
+    name = "proxy"
+
+    def __init__(self, store: ProxyStore, *, reevaluate_fn: Any | None = None, log_epochs: bool = True) -> None:
+        self.store = store
+        self.reevaluate_fn = reevaluate_fn
+        self.log_epochs = log_epochs
+        if store.config.reevaluate and reevaluate_fn is None:
+            raise SpeakError("proxy.reevaluate needs a reevaluate_fn (a second forward with the proxy boundaries)")
+        self.last_decision: Decision | None = None
+
+    @classmethod
+    def from_boundaries(cls, init_boundaries: np.ndarray, options: dict[str, Any] | None = None, *,
+                        seq_len: int | None = None, seed: int = 0, **kwargs: Any) -> "ProxyPlugin":
+        """A plug-in over a fresh store; ``options`` = ``TrainConfig.proxy`` (chunk_size defaults to seq_len)."""
+        defaults: dict[str, Any] = {"seed": seed}
+        if seq_len:
+            defaults["chunk_size"] = int(seq_len)
+        return cls(ProxyStore(init_boundaries, ProxyConfig.from_mapping(options, **defaults)), **kwargs)
+
+    def targets_for(self, batch: Any) -> Any:
+        """[B, L] float proxy targets for ``batch`` (inputs chars[:, :-1] at ``batch.offsets``), on its device."""
+        import torch
+
+        L = int(batch.chars.shape[1]) - 1
+        arr = self.store.get(batch.offsets, L)
+        return torch.from_numpy(arr).to(batch.chars.device)
+
+    def on_step_end(self, step: int, batch: Any, out: Any, metrics: dict[str, float]) -> None:
+        tok = getattr(getattr(out, "boundary", None), "tokenizer", None)
+        if tok is None or getattr(tok, "s", None) is None:
+            raise SpeakError("the proxy plug-in needs the 'speak' boundary source (out.boundary.tokenizer.s)")
+        spikes = tok.s.detach()  # [B, L]
+        losses = per_row_lm_loss(out.logits, batch.chars[:, 1:])  # [B]
+        offsets = batch.offsets
+        proxy_losses = None
+        if self.store.config.reevaluate:
+            proxy_losses = self.reevaluate_fn(batch, self.targets_for(batch))  # [B]
+        offsets, spikes, losses, proxy_losses = _gather_rows(offsets, spikes, losses, proxy_losses)
+        d = self.store.update(offsets, spikes, losses, proxy_losses)
+        self.last_decision = d
+        metrics["proxy_reject_rate"] = d.reject_rate
+        metrics["proxy_accept_frac"] = float(d.accepted.mean()) if d.accepted.size else 0.0
+        metrics["proxy_epoch"] = self.store.epoch
+
+    def extra_state(self) -> dict[str, Any]:
+        return self.store.state_dict()
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.store.load_state_dict(state)
+
+
+def _gather_rows(offsets: Any, spikes: Any, losses: Any, proxy_losses: Any) -> tuple[Any, Any, Any, Any]:
+    """All ranks' rows in rank order when torch.distributed is initialised (identical stores on every rank)."""
+    import torch
+
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return offsets, spikes, losses, proxy_losses
+    world = dist.get_world_size()
+
+    def gather(t: Any) -> Any:
+        if t is None:
+            return None
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(parts, t)
+        return torch.cat(parts, 0)
+
+    return (gather(offsets), gather(spikes.float()), gather(losses.float()),
+            gather(proxy_losses.float() if proxy_losses is not None else None))
+
+
+class ProxyTargetStream:
+    """Wraps a training stream: each batch's ``boundary_targets`` become the proxy targets (s_hat_N) at its offsets.
+
+    ``state_dict`` / ``load_state_dict`` delegate to the wrapped stream (the proxy's state lives in the plug-in).
+    """
+
+    def __init__(self, stream: Any, plugin: ProxyPlugin) -> None:
+        self.stream = stream
+        self.plugin = plugin
+
+    def next_batch(self) -> Any:
+        batch = self.stream.next_batch()
+        batch.boundary_targets = self.plugin.targets_for(batch)
+        return batch
+
+    def __iter__(self):
+        while True:
+            yield self.next_batch()
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state)
+
+    def __getattr__(self, name: str) -> Any:  # batch_size, seq_len, chars_per_batch, ...
+        return getattr(self.stream, name)

@@ -1,0 +1,231 @@
+"""The proxy store and MH acceptance (paper Eq. 13, 15, 16; SPEC section 2)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from speak.errors import SpeakError
+from speak.train.checkpoint import _TensorSink, decode_state, encode_state
+from speak.train.data import Batch, CharStream
+from speak.train.proxy import ProxyConfig, ProxyPlugin, ProxyStore, ProxyTargetStream, per_row_lm_loss
+
+
+def _random_bits(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(n) < 0.3
+
+
+@pytest.mark.parametrize("n", [1, 7, 9, 1001, 4099])
+def test_bitpack_roundtrip_odd_lengths(n):
+    bits = _random_bits(n, n)
+    store = ProxyStore(bits, chunk_size=16)
+    assert np.array_equal(store.bits(), bits)
+    assert store.nbytes == -(-n // 8)
+    # every window reads back the right slice, including windows that straddle byte edges and the end
+    for o, L in [(0, n), (n - 1, 1), (min(3, n - 1), max(1, min(5, n - 3)))]:
+        if o + L <= n:
+            assert np.array_equal(store.get([o], L)[0].astype(bool), bits[o : o + L])
+
+
+def test_write_then_read_at_unaligned_offsets():
+    n = 203
+    bits = _random_bits(n, 1)
+    store = ProxyStore(bits, chunk_size=10)
+    new = ~bits[13:50]
+    store.update([13], new[None, :].astype(np.float32), [1.0])  # first visit -> accepted
+    expect = bits.copy()
+    expect[13:50] = new
+    assert np.array_equal(store.bits(), expect)  # neighbours of the written span are untouched
+
+
+def test_offsets_key_the_bits_not_slots():
+    bits = _random_bits(500, 2)
+    store = ProxyStore(bits, chunk_size=20)
+    a = store.get(torch.tensor([40, 300, 7]), 32)
+    b = store.get(torch.tensor([7, 40, 300]), 32)
+    assert np.array_equal(a[0], b[1]) and np.array_equal(a[1], b[2]) and np.array_equal(a[2], b[0])
+    # an update from slot 1 is seen by a later batch holding the same offset in slot 0
+    s = np.ones((2, 32), dtype=np.float32)
+    store.update([7, 40], s, [1.0, 1.0])
+    assert store.get([40], 32)[0].all()
+    plugin = ProxyPlugin(store)
+    batch = Batch(chars=torch.zeros(2, 33, dtype=torch.long), offsets=torch.tensor([300, 40]))
+    t = plugin.targets_for(batch)
+    assert t.shape == (2, 32) and t.dtype == torch.float32 and bool(t[1].all())
+    assert np.array_equal(t[0].numpy().astype(bool), bits[300:332])
+
+
+def test_out_of_range_window_is_an_error():
+    store = ProxyStore(np.zeros(100, bool))
+    with pytest.raises(SpeakError):
+        store.get([90], 20)
+
+
+def test_accepts_when_no_loss_stored_and_when_loss_falls():
+    store = ProxyStore(np.zeros(1000, bool), chunk_size=100, seed=0)
+    s = np.ones((1, 50), np.float32)
+    d = store.update([0], s, [2.0])
+    assert d.accepted[0] and d.first[0]
+    assert store.stored_losses([0])[0] == 2.0
+    for i in range(200):  # a lower loss is accepted with probability 1
+        loss = 2.0 - 0.001 * (i + 1)
+        d = store.update([5], s, [loss])
+        assert d.accepted[0]
+        assert store.stored_losses([0])[0] == pytest.approx(loss)
+
+
+def test_first_visit_baseline_keeps_exemplar_bits():
+    store = ProxyStore(np.zeros(1000, bool), chunk_size=100, first_visit="baseline")
+    d = store.update([0], np.ones((1, 50), np.float32), [2.0])
+    assert not d.accepted[0] and d.first[0]
+    assert not store.bits().any()
+    assert store.stored_losses([0])[0] == 2.0
+
+
+def test_acceptance_frequency_matches_ratio():
+    """alpha = L(s_hat) / L(s) = 0.5 -> accepted about half of the time."""
+    store = ProxyStore(np.zeros(4000 * 4, bool), chunk_size=4, seed=123)
+    offsets = np.arange(4000) * 4
+    store.update(offsets, np.zeros((4000, 4)), np.full(4000, 1.0))  # every chunk now stores loss 1.0
+    d = store.update(offsets, np.ones((4000, 4)), np.full(4000, 2.0))  # ratio 1 / 2
+    assert np.allclose(d.ratio, 0.5)
+    assert abs(d.accepted.mean() - 0.5) < 0.03
+    stats = store.epoch_stats()
+    assert stats[0]["first_visits"] == 4000  # the first pass covered the split exactly: one epoch
+    assert abs(stats[1]["reject_rate"] - 0.5) < 0.03
+
+
+def test_acceptance_with_reevaluated_proxy_losses():
+    store = ProxyStore(np.zeros(4000, bool), chunk_size=1, seed=5, reevaluate=True)
+    offsets = np.arange(4000)
+    # no stored losses at all: the caller's re-evaluated L(s_hat) drives the decision (ratio 0.25)
+    d = store.update(offsets, np.ones((4000, 1)), np.full(4000, 4.0), proxy_losses=np.full(4000, 1.0))
+    assert not d.first.any()
+    assert abs(d.accepted.mean() - 0.25) < 0.03
+    # rejected chunks now hold the re-evaluated loss, accepted ones the new loss
+    stored = store.stored_losses(offsets)
+    assert np.allclose(stored[d.accepted], 4.0) and np.allclose(stored[~d.accepted], 1.0)
+
+
+def test_greedy_never_accepts_a_higher_loss():
+    store = ProxyStore(np.zeros(2000, bool), chunk_size=1, seed=0, greedy=True)
+    offsets = np.arange(2000)
+    store.update(offsets, np.zeros((2000, 1)), np.full(2000, 1.0))
+    d = store.update(offsets, np.ones((2000, 1)), np.full(2000, 1.01))
+    assert not d.accepted.any()
+    assert not store.bits().any()
+    d = store.update(offsets, np.ones((2000, 1)), np.full(2000, 0.99))
+    assert d.accepted.all()
+
+
+def test_rows_of_one_chunk_are_decided_in_order():
+    store = ProxyStore(np.zeros(100, bool), chunk_size=100, greedy=True)
+    d = store.update([0, 10, 20], np.ones((3, 5)), [3.0, 2.0, 2.5])
+    assert d.accepted.tolist() == [True, True, False]  # row 3 compares against row 2's accepted 2.0
+    assert store.stored_losses([0])[0] == 2.0
+
+
+def _roundtrip_via_checkpoint_encoding(state):
+    sink = _TensorSink()
+    meta = json.loads(json.dumps(encode_state(state, sink)))
+    return decode_state(meta, sink.tensors)
+
+
+def test_state_dict_roundtrip_reproduces_decisions_exactly():
+    rng = np.random.default_rng(9)
+    n, L, B = 3000, 40, 6
+    a = ProxyStore(_random_bits(n, 3), chunk_size=40, seed=11)
+
+    def step(store, k):
+        r = np.random.default_rng(1000 + k)
+        offs = r.integers(0, n - L, size=B)
+        return store.update(offs, r.random((B, L)) < 0.2, 1.0 + r.random(B))
+
+    for k in range(30):
+        step(a, k)
+    state = _roundtrip_via_checkpoint_encoding(a.state_dict())
+    b = ProxyStore(_random_bits(n, 77), chunk_size=40, seed=999)  # different init and seed: all overwritten
+    b.load_state_dict(state)
+    for k in range(30, 120):
+        da, db = step(a, k), step(b, k)
+        assert np.array_equal(da.accepted, db.accepted) and np.array_equal(da.uniforms, db.uniforms)
+    assert np.array_equal(a.bits(), b.bits())
+    assert np.array_equal(a.stored_losses(np.arange(0, n, 40)), b.stored_losses(np.arange(0, n, 40)),
+                          equal_nan=True)
+    assert a.epoch_stats() == b.epoch_stats()
+    del rng
+
+
+def test_load_state_rejects_other_split():
+    a = ProxyStore(np.zeros(100, bool), chunk_size=10)
+    with pytest.raises(SpeakError):
+        ProxyStore(np.zeros(101, bool), chunk_size=10).load_state_dict(a.state_dict())
+    with pytest.raises(SpeakError):
+        ProxyStore(np.zeros(100, bool), chunk_size=20).load_state_dict(a.state_dict())
+
+
+def test_epoch_counters():
+    store = ProxyStore(np.zeros(100, bool), chunk_size=10, seed=0)
+    for _ in range(5):  # 5 x 2 rows x 10 chars = 100 chars = one epoch
+        store.update([0, 50], np.zeros((2, 10)), [1.0, 1.0])
+    assert store.epoch == pytest.approx(1.0)
+    store.update([0, 50], np.zeros((2, 10)), [0.5, 0.5])
+    stats = store.epoch_stats()
+    assert [s["epoch"] for s in stats] == [0, 1]
+    assert stats[0]["proposals"] == 10 and stats[0]["first_visits"] == 2 and stats[0]["chars"] == 100
+    assert stats[1]["accepted"] == 2 and stats[1]["reject_rate"] == 0.0
+
+
+def test_memory_for_text8_train_split():
+    n = 90_000_000
+    store = ProxyStore(np.zeros(n, dtype=bool), chunk_size=2048)
+    assert store.nbytes == n // 8  # 11.25 MB of bits
+    assert store.nbytes / 1e6 == pytest.approx(11.25)
+    assert store._chunk_loss.nbytes < 400_000  # per-chunk losses are negligible
+    del store
+
+
+def test_config_rejects_unknown_options():
+    with pytest.raises(SpeakError):
+        ProxyConfig.from_mapping({"chunk": 5})
+    with pytest.raises(SpeakError):
+        ProxyConfig.from_mapping({"first_visit": "maybe"})
+
+
+def test_per_row_lm_loss_matches_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11)
+    targets = torch.randint(1, 11, (3, 7))
+    targets[2, 4:] = 0  # padding ignored
+    got = per_row_lm_loss(logits, targets)
+    for b in range(3):
+        keep = targets[b] != 0
+        ref = torch.nn.functional.cross_entropy(logits[b][keep], targets[b][keep])
+        assert got[b].item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_plugin_on_step_end_updates_store_and_logs():
+    n, B, L = 400, 3, 16
+    ids = np.random.default_rng(0).integers(1, 9, size=n)
+    stream = CharStream(ids, B, L, seed=0)
+    plugin = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"greedy": False}, seq_len=L, seed=3)
+    wrapped = ProxyTargetStream(stream, plugin)
+    batch = wrapped.next_batch()
+    assert batch.boundary_targets.shape == (B, L) and not batch.boundary_targets.any()
+    spikes = torch.ones(B, L)
+    out = SimpleNamespace(logits=torch.randn(B, L, 9), boundary=SimpleNamespace(tokenizer=SimpleNamespace(s=spikes)))
+    metrics: dict[str, float] = {}
+    plugin.on_step_end(1, batch, out, metrics)
+    assert metrics["proxy_reject_rate"] == 0.0 and metrics["proxy_accept_frac"] == 1.0
+    assert plugin.targets_for(batch).all()  # first visits accepted: the spikes are the proxy now
+    st = plugin.extra_state()
+    other = ProxyPlugin.from_boundaries(np.zeros(n, bool), {}, seq_len=L)
+    other.load_extra_state(_roundtrip_via_checkpoint_encoding(st))
+    assert np.array_equal(other.store.bits(), plugin.store.bits())
+    assert wrapped.state_dict() == stream.state_dict() and wrapped.seq_len == L
+    with pytest.raises(SpeakError):
+        plugin.on_step_end(2, batch, SimpleNamespace(logits=out.logits, boundary=SimpleNamespace(tokenizer=None)), {})
