@@ -1,0 +1,1 @@
+"""How things learn: losses, entropy targets, the proxy store, the objective, the trainer."""
