@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.speak-installed
 export NUMBA_THREADING_LAYER ?= workqueue
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench clean default-tokenizer
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+# The embedded default tokenizer (README, "The embedded default"): Stage-1 mimic of SentencePiece Unigram 8000.
+default-tokenizer: $(STAMP)
+	$(BIN)/speak fit-tokenizer --corpus embedded --exemplar sentencepiece:8000 --steps 1500 --seed 0 \
+		--out src/speak/data/default_tokenizer
