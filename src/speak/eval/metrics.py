@@ -290,14 +290,14 @@ def train_and_evaluate(cfg, *, resume: bool = False, plugins=()) -> dict[str, An
         _, vocab = T.read_run_files(out_dir)
     data = T.prepare_data(cfg, vocab)
     T.check_splits(data)
-    stream = T.build_stream(cfg, data, dist_info, out_dir / "cache")  # checks the corpus is at least one batch
+    stream, extra_plugins = T.build_training_stream(cfg, data, dist_info, out_dir / "cache")  # checks batch size
     T.seed_everything(cfg.seed)
     model = T.build_model(cfg, data.vocab)
     if dist_info.is_main:
         T.write_run_files(cfg, data.vocab, out_dir)
     t0 = time.perf_counter()
     trainer = T.Trainer(model, T.default_objective(), stream, make_valid_fn(cfg, data.valid_ids), cfg,
-                        plugins=plugins, dist_info=dist_info)
+                        plugins=[*extra_plugins, *plugins], dist_info=dist_info)
     summary = trainer.fit(resume=resume)
     train_seconds = time.perf_counter() - t0
     if not dist_info.is_main:
@@ -384,11 +384,11 @@ def bench_boundaries(
         if data is None:
             data = T.prepare_data(cfg)
         dist_info = T.DistInfo()
-        stream = T.build_stream(cfg, data, dist_info, None)
+        stream, plugins = T.build_training_stream(cfg, data, dist_info, None)
         T.seed_everything(seed)
         model = T.build_model(cfg, data.vocab)
         trainers[name] = T.Trainer(model, T.default_objective(), stream, None, cfg, out_dir=None, quiet=True,
-                                   dist_info=dist_info)
+                                   dist_info=dist_info, plugins=plugins)
     for _ in range(steps + warmup_steps):
         for name in (a, b):
             trainers[name].train_step()

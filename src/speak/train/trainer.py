@@ -765,9 +765,9 @@ def default_objective() -> Objective:
 
 
 def build_stream(cfg: TrainConfig, data: RunData, dist_info: DistInfo, cache_dir: Path | None) -> CharStream:
-    """The training stream; exemplar boundary targets (trained on the train split, cached) when the source needs them."""
+    """The training stream; exemplar boundary targets (trained on the train split, cached) for ``dtp-unigram``."""
     boundary = None
-    if cfg.boundary in NEEDS_EXEMPLAR_TARGETS and cfg.boundary == "dtp-unigram":
+    if cfg.boundary == "dtp-unigram":
         boundary = exemplar_boundaries(
             data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed
         )
@@ -775,6 +775,27 @@ def build_stream(cfg: TrainConfig, data: RunData, dist_info: DistInfo, cache_dir
         data.train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed, rank=dist_info.rank,
         world_size=dist_info.world_size, boundary=boundary,
     )
+
+
+def build_training_stream(
+    cfg: TrainConfig, data: RunData, dist_info: DistInfo, cache_dir: Path | None
+) -> tuple[Any, list[Any]]:
+    """(stream, plug-ins) for a run. For ``speak`` (unless ``proxy.enabled: false``) the SPEAK proxy store starts
+    from the exemplar's segmentation of the train split, its plug-in runs the MH update after each step, and the
+    stream carries the proxy targets in ``batch.boundary_targets``."""
+    stream = build_stream(cfg, data, dist_info, cache_dir)
+    plugins: list[Any] = []
+    if cfg.boundary in NEEDS_EXEMPLAR_TARGETS and cfg.boundary == "speak" and cfg.proxy.get("enabled", True):
+        from speak.train.proxy import ProxyPlugin, ProxyTargetStream
+
+        init = exemplar_boundaries(
+            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed
+        )
+        options = {k: v for k, v in cfg.proxy.items() if k != "enabled"}
+        plugin = ProxyPlugin.from_boundaries(init, options, seq_len=cfg.seq_len, seed=cfg.seed)
+        stream = ProxyTargetStream(stream, plugin)
+        plugins.append(plugin)
+    return stream, plugins
 
 
 def write_run_files(cfg: TrainConfig, vocab: Any, out_dir: Path) -> None:
