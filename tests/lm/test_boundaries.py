@@ -166,9 +166,10 @@ def test_speak_source_parameter_split_and_own_encoder_option():
     gtok = tiny_model("speak")
     _, tok = count_parameters(gtok)
     net = gtok.boundary_source.net
-    assert tok == sum(p.numel() for n, p in net.named_parameters() if not n.startswith("encoder"))
+    scales = 2  # L_mem's learnable alpha and beta (GTok, App. C.1) count as tokenizer parameters
+    assert tok == scales + sum(p.numel() for n, p in net.named_parameters() if not n.startswith("encoder"))
     own = tiny_model("speak", speak={"encoder": "char-mlp", "char_dim": 16})
     _, tok_own = count_parameters(own)
-    assert tok_own == sum(p.numel() for p in own.boundary_source.net.parameters())
+    assert tok_own == scales + sum(p.numel() for p in own.boundary_source.net.parameters())
     out = own(encode("ab cd").unsqueeze(0))
     assert out.boundary.hard.shape == (1, 5)

@@ -140,8 +140,42 @@ def test_dtp_unigram_needs_targets():
         compute_objective(model, Batch(chars=b.chars, offsets=b.offsets), step=0)
 
 
-def test_speak_hook_is_empty_for_now():
-    assert _speak_aux_losses(None, None) == {}
+def test_speak_losses_train_heads_and_mem_scales():
+    """L_mem (proxy targets) and L_reset (entropy targets) reach both heads and the learnable alpha, beta."""
+    model = tiny_model("speak").train()
+    batch = next(_batches())
+    loss, m = compute_objective(model, batch, step=0)
+    assert {"l_mem", "l_reset"} <= set(m)
+    loss.backward()
+    net = model.boundary_source.net
+    assert net.linear1[0].weight.grad.abs().sum() > 0  # L_mem -> T
+    assert net.linear2.weight.grad.abs().sum() > 0  # L_reset -> C
+    assert model.boundary_source.mem_scales.grad.abs().sum() > 0  # learnable alpha, beta (GTok)
+
+
+def test_speak_losses_match_their_equations():
+    from speak.train.entropy import predictive_entropy, reset_targets_from_entropy
+    from speak.train.spiking_losses import membrane_loss, reset_loss
+
+    model = tiny_model("speak", learn_mem_scales=False, mem_alpha=1.3, mem_beta=0.5).eval()
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+    out = model(inputs)
+    got = _speak_aux_losses(model, out, batch, inputs)
+    tok = out.boundary.tokenizer
+    want_mem = membrane_loss(tok.u, tok.current, batch.boundary_targets, alpha=1.3, beta=0.5)
+    e_hat = reset_targets_from_entropy(predictive_entropy(out.logits), tok.s, ratio=0.2)
+    torch.testing.assert_close(got["l_mem"], want_mem)
+    torch.testing.assert_close(got["l_reset"], reset_loss(tok.mask_logits, e_hat))
+
+
+def test_speak_uniform_reset_has_no_reset_loss_and_needs_proxy_targets():
+    model = tiny_model("speak", speak={"reset_mode": "all-hard"})
+    batch = next(_batches())
+    _, m = compute_objective(model, batch, step=0)
+    assert "l_mem" in m and "l_reset" not in m
+    with pytest.raises(SpeakError, match="proxy targets"):
+        compute_objective(model, Batch(chars=batch.chars, offsets=batch.offsets), step=0)
 
 
 AUX = {"dtp-entropy": "boundary_bce", "dtp-unigram": "boundary_bce", "dtp-gumbel": "prior", "magnet": "prior"}

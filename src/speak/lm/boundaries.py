@@ -83,6 +83,13 @@ class BoundaryConfig:
     script_priors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCRIPT_PRIORS))  # magnet
     speak: dict[str, Any] = field(default_factory=dict)  # speak: TokenizerConfig keyword arguments
     loss_weight: float = 1.0  # weight of the source's auxiliary loss(es) in the objective
+    # speak: the training algorithm's options (paper Sec. 3.2-3.3, App. B/C.1; SPEC section 2)
+    mem_alpha: float = 1.2  # L_mem's alpha (Eq. 14), initial value when learnable
+    mem_beta: float = 0.6  # L_mem's beta (Eq. 14)
+    learn_mem_scales: bool = True  # GTok: alpha and beta are learned with the model (App. C.1)
+    mem_second_term: bool = True  # False = "w/o L_mem 2nd term" (Table 5)
+    entropy_ratio: float = 0.2  # top share of tokens by entropy that are high-entropy (App. A.2)
+    entropy_mode: str = "first"  # token entropy: of its first character ("first") or the mean ("mean")
     detach_features: bool = False  # stop the boundary losses' gradients at the shared pre-layers
 
     def validate(self) -> None:
@@ -106,6 +113,10 @@ class BoundaryConfig:
             raise SpeakError(f"boundary.script_priors must be in (0, 1), got {bad}")
         if self.loss_weight < 0.0:
             raise SpeakError(f"boundary.loss_weight must be >= 0, got {self.loss_weight}")
+        if not 0.0 <= self.entropy_ratio <= 1.0:
+            raise SpeakError(f"boundary.entropy_ratio must be in [0, 1], got {self.entropy_ratio}")
+        if self.entropy_mode not in ("first", "mean"):
+            raise SpeakError(f"boundary.entropy_mode must be 'first' or 'mean', got {self.entropy_mode!r}")
 
 
 BOUNDARY_SOURCES: dict[str, type["BoundarySource"]] = {}
@@ -311,6 +322,11 @@ class SpeakBoundaries(BoundarySource):
         except TypeError as exc:  # unknown keyword
             raise SpeakError(f"bad boundary.speak options {sorted(cfg.speak)}: {exc}") from exc
         self.net = SpeakTokenizerNet(tok_cfg)
+        scales = torch.tensor([cfg.mem_alpha, cfg.mem_beta])  # L_mem's (alpha, beta), Eq. 14
+        if cfg.learn_mem_scales:
+            self.mem_scales = nn.Parameter(scales)
+        else:
+            self.register_buffer("mem_scales", scales)
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
         if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from speak.train.entropy import predictive_entropy
+
 __all__ = [
     "binomial_prior_loss",
     "boundary_bce",
@@ -87,12 +89,6 @@ def per_script_binomial_prior_loss(
     nll = _binomial_nll(k, n, p) * (n > 0).to(hard.dtype)  # [B, S]; absent scripts contribute 0
     total = n.sum(dim=1)  # [B]
     return (nll.sum(dim=1) / total.clamp_min(1.0)).mean()
-
-
-def predictive_entropy(logits: Tensor) -> Tensor:
-    """Entropy (nats) of softmax(logits) over the last axis: [B, L, V] -> [B, L]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)  # [B, L, V]
-    return -(logp.exp() * logp).sum(dim=-1)  # [B, L]
 
 
 @torch.no_grad()

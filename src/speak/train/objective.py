@@ -8,7 +8,7 @@
   ``dtp-unigram``: ``boundary_bce(logits, batch.boundary_targets)``;
   ``dtp-entropy``: ``boundary_bce(logits, dtp_entropy_targets(LM logits))`` (targets from the LM's own predictive
   entropy, no grad); ``dtp-gumbel``: ``binomial_prior_loss(hard, prior)``; ``magnet``: the per-script Binomial prior;
-  ``none`` / ``fixed`` / ``whitespace``: nothing; ``speak``: :func:`_speak_aux_losses` (L_mem, L_reset: to come).
+  ``none`` / ``fixed`` / ``whitespace``: nothing; ``speak``: :func:`_speak_aux_losses` (L_mem, L_reset).
   Positions whose input is ``<pad>`` are masked out of every auxiliary loss.
 - metrics: loss, lm_loss, bpc, sf (B * L / groups over the batch, trailing partial groups included; 1.0 for the
   vanilla model), n_groups, boundary_rate, and each auxiliary loss by name.
@@ -24,6 +24,9 @@ from torch import Tensor
 
 from speak.errors import SpeakError
 from speak.lm.pooling import count_groups
+from speak.neuron.modes import ResetMode
+from speak.train.entropy import predictive_entropy, reset_targets_from_entropy
+from speak.train.spiking_losses import membrane_loss, reset_loss
 from speak.train.losses import (
     binomial_prior_loss,
     boundary_bce,
@@ -49,13 +52,31 @@ def shortening_factor(hard: Tensor, shortens: bool = True) -> tuple[float, int]:
     return (B * L) / max(groups, 1), groups
 
 
-def _speak_aux_losses(out: "HourglassOutput", batch: "Batch") -> dict[str, Tensor]:
-    """Hook for the SPEAK source's auxiliary losses (L_mem with proxy targets, entropy-aware L_reset).
+def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs: Tensor) -> dict[str, Tensor]:
+    """SPEAK's auxiliary losses (paper Sec. 3.2-3.3): L_mem against the proxy targets and the entropy-aware L_reset.
 
-    Returns {name: scalar loss}; every entry is added to the total with the source's loss weight. Empty for now:
-    the SPEAK training algorithm is implemented separately.
+    - L_mem (Eq. 14) pulls u toward the proxy s_hat, which the data stream puts in ``batch.boundary_targets``
+      (the ProxyStore, keyed by corpus offset and refined by Metropolis-Hastings, Eq. 13, 15, 16).
+    - L_reset (Eq. 12): the tokens of the tokenizer's own spikes are ranked by the LM's predictive entropy of their
+      first character (no grad); the top `entropy_ratio` of the batch put e_hat = 1 on the spike closing the token
+      before them. Only when the reset mode uses the contextual-boundary masks.
     """
-    return {}
+    cfg = model.config.boundary
+    source = model.boundary_source
+    tok = out.boundary.tokenizer
+    valid = inputs != PAD_ID  # [B, L]
+    if batch.boundary_targets is None:
+        raise SpeakError("boundary source 'speak' needs proxy targets in batch.boundary_targets (enable the proxy)")
+    ncfg = source.net.cfg
+    alpha, beta = source.mem_scales[0], source.mem_scales[1]
+    losses = {"l_mem": membrane_loss(
+        tok.u, tok.current, batch.boundary_targets.to(tok.u.device), alpha=alpha, beta=beta, u_th=ncfg.u_th,
+        u_reset=ncfg.u_reset, gamma=ncfg.gamma, delta=ncfg.delta, valid=valid, second_term=cfg.mem_second_term)}
+    if ResetMode.parse(ncfg.reset_mode).uses_mask:
+        e_hat = reset_targets_from_entropy(predictive_entropy(out.logits), tok.s, ratio=cfg.entropy_ratio,
+                                           mode=cfg.entropy_mode, valid=valid)  # [B, L]
+        losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, valid)
+    return losses
 
 
 def _aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs: Tensor) -> dict[str, Tensor]:
@@ -80,7 +101,7 @@ def _aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs: Tens
         priors = model.boundary_source.priors  # [n_scripts]
         return {"prior": per_script_binomial_prior_loss(b.hard, b.script_ids, priors, mask)}
     if name == "speak":
-        return _speak_aux_losses(out, batch)
+        return _speak_aux_losses(model, out, batch, inputs)
     raise SpeakError(f"compute_objective does not know boundary source {name!r}")
 
 
