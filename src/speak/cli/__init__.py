@@ -26,6 +26,7 @@ app.add_typer(bench_app, name="bench")
 _COMMAND_MODULES = [
     "speak.cli.bench_neuron",
     "speak.cli.train",
+    "speak.cli.experiment",
     "speak.cli.spiking",
 ]
 

@@ -1,0 +1,125 @@
+"""``speak experiment compare``: the paper's Table 1 on our corpora: every (method, corpus, seed) trained and
+evaluated once, then a results table (BPC and SF per corpus and their average, mean ± std over seeds) and a Welch
+t-test of SPEAK's BPC against the best baseline per corpus.
+
+Outputs in OUT: ``results.json`` (a list, one record per method, corpus and seed: method, corpus, corpus_name, seed,
+bpc, sf and the rest of the run's metrics.json), ``report.md``, ``report.html`` (plots embedded), ``plots/*.png``,
+``significance.json``, and the runs under ``runs/<corpus>/<method>/seed<k>/``. Resumable: a run whose metrics.json
+exists is not trained again.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from speak.errors import SpeakError
+from speak.experiments import report as R
+from speak.experiments.runner import METRICS_FILE, corpus_name, load_record, resolve_method, run_dir_for, run_training
+
+__all__ = ["DEFAULT_METHODS", "compare", "parse_list", "run_grid"]
+
+DEFAULT_METHODS = ("vanilla", "dtp-entropy", "dtp-unigram", "magnet", "speak")
+
+Runner = Callable[..., dict[str, Any]]
+
+
+def parse_list(text: str | Sequence[str]) -> list[str]:
+    """``a,b , c`` (or a list of such strings) -> ['a', 'b', 'c'] without duplicates, in order."""
+    items = [text] if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+    return out
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, seeds: Sequence[int], steps: int,
+             out: str | Path, sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None,
+             quiet: bool = False, skip_unavailable: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+    """Train every (method, corpus, seed) not yet done; returns (records, notes). ``runner`` defaults to
+    :func:`speak.experiments.runner.run_training` (tests pass a stand-in)."""
+    runner = runner or run_training
+    out = Path(out)
+    names = [corpus_name(c) for c in corpora]
+    if len(set(names)) != len(names):
+        raise SpeakError(f"corpora must have distinct names, got {names}")
+    specs = [resolve_method(m) for m in methods]  # unknown names fail before any training
+    records: list[dict[str, Any]] = []
+    notes: list[str] = []
+    todo = [(s, c, seed) for c in corpora for s in specs for seed in seeds]
+    for i, (spec, corpus, seed) in enumerate(todo, 1):
+        run_dir = run_dir_for(out, spec.name, corpus, seed)
+        tag = f"[{i}/{len(todo)}] {spec.name} on {corpus_name(corpus)} seed {seed}"
+        if not spec.available:
+            msg = f"{spec.name} skipped: {spec.note}"
+            if msg not in notes:
+                notes.append(msg)
+            if not skip_unavailable:
+                raise SpeakError(msg)
+            continue
+        if (run_dir / METRICS_FILE).is_file():
+            rec = load_record(run_dir, method=spec.name, corpus=corpus, seed=seed)
+            rec["reused"] = True
+            _log(f"{tag}: done already (bpc {rec.get('bpc', float('nan')):.4f})", quiet)
+        else:
+            _log(f"{tag}: training {steps} steps ({preset})", quiet)
+            t0 = time.perf_counter()
+            rec = runner(spec.name, corpus, preset, seed, steps, run_dir, list(sets), device=device)
+            rec.setdefault("method", spec.name)
+            rec.setdefault("corpus", corpus)
+            rec.setdefault("seed", seed)
+            rec.setdefault("corpus_name", corpus_name(corpus))
+            rec["wall_seconds"] = time.perf_counter() - t0
+            _log(f"{tag}: bpc {rec.get('bpc', float('nan')):.4f} sf {rec.get('sf', float('nan')):.2f}", quiet)
+        records.append(rec)
+    return records, notes
+
+
+def compare(corpora: Sequence[str], methods: Sequence[str] = DEFAULT_METHODS, *, preset: str = "cpu-small",
+            seeds: int | Sequence[int] = 3, steps: int = 2000, out: str | Path = "experiments/compare",
+            sets: Sequence[str] = (), target: str = "speak", runner: Runner | None = None,
+            device: str | None = None, quiet: bool = False, plots: bool = True) -> dict[str, Any]:
+    """Run the Table 1 grid and write results.json, report.md, report.html; returns the paths and tests."""
+    if not corpora:
+        raise SpeakError("compare needs at least one --corpus")
+    methods = parse_list(methods)
+    if not methods:
+        raise SpeakError("compare needs at least one method")
+    seed_list = list(range(int(seeds))) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise SpeakError("compare needs at least one seed")
+    out = Path(out)
+    records, notes = run_grid(methods, corpora, preset=preset, seeds=seed_list, steps=steps, out=out, sets=sets,
+                              runner=runner, device=device, quiet=quiet)
+    names = [corpus_name(c) for c in corpora]
+    return write_compare_outputs(out, records, methods, names, target=target, notes=notes, plots=plots,
+                                 header=f"preset {preset}, {steps} steps, seeds {seed_list}"
+                                        + (f", overrides {list(sets)}" if sets else ""))
+
+
+def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str],
+                          *, target: str = "speak", notes: Sequence[str] = (), plots: bool = True,
+                          header: str = "") -> dict[str, Any]:
+    """results.json, significance.json, report.md / report.html from records (no training)."""
+    out = Path(out)
+    R.write_json(out / "results.json", records)
+    tests = R.significance_vs_best_baseline(records, methods, corpora, target=target) if target in methods else []
+    R.write_json(out / "significance.json", tests)
+    tables = [R.table1(records, methods, corpora, target=target)]
+    if tests:
+        tables.append(R.significance_table(tests))
+    seg = [r["run_dir"] for r in records if r.get("method") == target and r.get("run_dir")][:1]
+    paths = R.write_report(out, "SPEAK vs gradient-based tokenizers (Table 1)", tables, records, corpora,
+                           notes=[n for n in [header, *notes] if n], segmentation_runs=seg, plots=plots)
+    return {"results": out / "results.json", "significance": tests, "records": records, **paths}

@@ -1,0 +1,121 @@
+"""The run grid: resumability, method names, the CLI; one tiny real end-to-end compare."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from speak.errors import SpeakError
+from speak.experiments import compare as C
+from speak.experiments.ablate import ablate
+from speak.experiments.runner import ABLATION_VARIANTS, corpus_name, resolve_method, run_dir_for
+
+from ._helpers import fake_metrics
+
+
+class FakeRunner:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, method, corpus, preset, seed, steps, out_dir, sets, **kw):
+        self.calls.append((method, corpus, seed))
+        fake_metrics(out_dir, method, corpus, seed, bpc=1.0 + 0.01 * seed + (0.0 if method == "speak" else 0.1))
+        from speak.experiments.runner import load_record
+
+        return load_record(out_dir, method=method, corpus=corpus, seed=seed)
+
+
+def test_finished_runs_are_not_rerun(tmp_path):
+    out = tmp_path / "cmp"
+    fake_metrics(run_dir_for(out, "speak", "/x/en.txt", 1), "speak", "/x/en.txt", 1, bpc=0.5)
+    runner = FakeRunner()
+    res = C.compare(["/x/en.txt"], "vanilla,speak", preset="cpu-tiny", seeds=2, steps=3, out=out, runner=runner,
+                    quiet=True, plots=False)
+    assert ("speak", "/x/en.txt", 1) not in runner.calls
+    assert len(runner.calls) == 3
+    recs = json.loads((out / "results.json").read_text())
+    assert len(recs) == 4
+    reused = next(r for r in recs if r["method"] == "speak" and r["seed"] == 1)
+    assert reused["bpc"] == 0.5 and reused["reused"] is True
+    # a second invocation trains nothing
+    again = FakeRunner()
+    C.compare(["/x/en.txt"], "vanilla,speak", preset="cpu-tiny", seeds=2, steps=3, out=out, runner=again,
+              quiet=True, plots=False)
+    assert again.calls == []
+
+
+def test_cli_compare_uses_the_runner(tmp_path, monkeypatch):
+    from speak.cli import app
+
+    runner = FakeRunner()
+    monkeypatch.setattr(C, "run_training", runner)
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["experiment", "compare", "--corpus", "a.txt", "--corpus", "b.txt", "--methods",
+                                   "magnet,speak", "--seeds", "2", "--steps", "2", "--out", str(out), "-q",
+                                   "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert len(runner.calls) == 8
+    assert "Table 1" in (out / "report.md").read_text()
+    res = CliRunner().invoke(app, ["experiment", "efficiency", "--from", str(out), "--out", str(tmp_path / "e"),
+                                   "-q"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "e" / "efficiency.json").is_file()
+
+
+def test_ablate_runs_full_model_and_variants(tmp_path):
+    runner = FakeRunner()
+    res = ablate(["c.txt"], "speak-all-hard,speak-wo-mh", seeds=1, steps=1, out=tmp_path, runner=runner,
+                 quiet=True, plots=False)
+    assert [c[0] for c in runner.calls] == ["speak", "speak-all-hard", "speak-wo-mh"]
+    with pytest.raises(SpeakError):
+        ablate(["c.txt"], "magnet", seeds=1, steps=1, out=tmp_path, runner=runner, quiet=True)
+    assert res["report_md"].is_file()
+
+
+def test_method_names_map_to_options():
+    from speak.lm.boundaries import BoundaryConfig
+    from speak.tokenizer.config import TokenizerConfig
+    from speak.train.proxy import ProxyConfig
+
+    assert resolve_method("vanilla").boundary == "none"
+    assert resolve_method("speak-theta-0.3").sets == ("model.boundary.speak.theta=0.3",)
+    with pytest.raises(SpeakError):
+        resolve_method("nope")
+    bfields = set(BoundaryConfig.__dataclass_fields__)
+    tfields = set(TokenizerConfig.__dataclass_fields__)
+    pfields = set(ProxyConfig.__dataclass_fields__)
+    for spec in ABLATION_VARIANTS.values():  # every override names a real option
+        for item in spec.sets:
+            key = item.split("=", 1)[0].split(".")
+            if key[:3] == ["model", "boundary", "speak"]:
+                assert key[3] in tfields
+            elif key[:2] == ["model", "boundary"]:
+                assert key[2] in bfields
+            else:
+                assert key[0] == "proxy" and key[1] in pfields
+    assert corpus_name("/a/b/en-bible.txt.xz") == "en-bible" and corpus_name("text8") == "text8"
+
+
+def test_tiny_real_compare(tmp_path):
+    """Two methods x one seed x a few steps of the real trainer on a small slice of the embedded corpus."""
+    from speak.text.corpora import load_corpus
+
+    corpus = tmp_path / "slice.txt"
+    corpus.write_text(load_corpus("embedded")[:30_000], encoding="utf-8")
+    t0 = time.perf_counter()
+    res = C.compare([str(corpus)], "vanilla,speak", preset="cpu-tiny", seeds=1, steps=4, out=tmp_path / "cmp",
+                    sets=["test_windows=2", "eval_windows=1", "timing_batches=1", "batch_size=4", "seq_len=64"],
+                    quiet=True)
+    recs = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert sorted(r["method"] for r in recs) == ["speak", "vanilla"]
+    for r in recs:
+        assert r["steps"] == 4 and r["bpc"] > 0 and r["sf"] >= 1.0
+    speak = next(r for r in recs if r["method"] == "speak")
+    assert speak["boundary"] == "speak" and speak["tokenizer_params"] > 0
+    md = res["report_md"].read_text()
+    assert "SPEAK" in md and "Vanilla" in md
+    assert (tmp_path / "cmp" / "plots" / "train_bpc.png").is_file()
+    assert time.perf_counter() - t0 < 120

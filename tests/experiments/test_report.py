@@ -1,0 +1,115 @@
+"""Tables, t-tests and report files from synthetic records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from speak.experiments import report as R
+from speak.experiments.ablate import write_ablation_outputs
+from speak.experiments.compare import write_compare_outputs
+from speak.experiments.efficiency import write_efficiency_outputs
+
+from ._helpers import BPC, SF
+
+METHODS = ["vanilla", "magnet", "speak"]
+CORPORA = ["a", "b"]
+
+
+def _cell(table, method_label, header):
+    row = next(r for r in table.rows if r[0] == method_label)
+    return row[table.headers.index(header)]
+
+
+def test_table1_means_and_stds(records):
+    t = R.table1(records, METHODS, CORPORA)
+    for m, label in (("vanilla", "Vanilla"), ("magnet", "MAGNET"), ("speak", "SPEAK")):
+        for c in CORPORA:
+            vals = BPC[(m, c)]
+            cell = _cell(t, label, f"BPC {c}")
+            assert cell.startswith(f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f}")
+            assert _cell(t, label, f"SF {c}").startswith(f"{np.mean(SF[(m, c)]):.2f}x")
+        # Avg.: per-seed means over corpora, then mean over seeds
+        per_seed = [(BPC[(m, 'a')][s] + BPC[(m, 'b')][s]) / 2 for s in range(3)]
+        assert _cell(t, label, "BPC Avg.").startswith(f"{np.mean(per_seed):.3f} ± {np.std(per_seed, ddof=1):.3f}")
+    # speak beats magnet clearly on corpus a -> starred; not on b
+    assert _cell(t, "SPEAK", "BPC a").endswith("*")
+    assert not _cell(t, "SPEAK", "BPC b").endswith("*")
+
+
+def test_ttest_matches_scipy(records):
+    rows = R.significance_vs_best_baseline(records, METHODS, CORPORA)
+    by = {r["corpus"]: r for r in rows}
+    for c in CORPORA:
+        assert by[c]["baseline"] == "magnet"  # the best baseline by mean BPC
+        ref = stats.ttest_ind(BPC[("speak", c)], BPC[("magnet", c)], equal_var=False)
+        assert by[c]["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+        assert by[c]["t"] == pytest.approx(ref.statistic, rel=1e-12)
+    avg_s = [(BPC[("speak", "a")][s] + BPC[("speak", "b")][s]) / 2 for s in range(3)]
+    avg_m = [(BPC[("magnet", "a")][s] + BPC[("magnet", "b")][s]) / 2 for s in range(3)]
+    assert by["Avg."]["p"] == pytest.approx(stats.ttest_ind(avg_s, avg_m, equal_var=False).pvalue, rel=1e-12)
+    assert by["a"]["significant"] and not by["b"]["significant"]
+
+
+def test_ttest_needs_two_seeds():
+    t, p = R.welch_ttest([1.0], [2.0, 3.0])
+    assert np.isnan(t) and np.isnan(p)
+
+
+def test_ablation_table_and_tests(records):
+    # relabel: magnet plays "speak-all-hard", vanilla "speak-wo-mh"
+    recs = [dict(r, method={"magnet": "speak-all-hard", "vanilla": "speak-wo-mh"}.get(r["method"], r["method"]))
+            for r in records]
+    tests = R.ablation_tests(recs, ["speak", "speak-all-hard", "speak-wo-mh"], CORPORA)
+    t = next(x for x in tests if x["variant"] == "speak-all-hard" and x["corpus"] == "a" and x["metric"] == "sf")
+    assert t["p"] == pytest.approx(stats.ttest_ind(SF[("magnet", "a")], SF[("speak", "a")], equal_var=False).pvalue)
+    table = R.ablation_table(recs, ["speak", "speak-all-hard"], CORPORA)
+    row = next(r for r in table.rows if r[0] == "All hard reset")
+    assert row[1:4] == ["Hard reset", "Hard reset", "-"]
+    assert row[4].startswith(f"{np.mean(BPC[('magnet', 'a')]):.3f}")
+    assert row[5].endswith("*")  # 1.21 vs 1.11: significant
+
+
+def test_compare_outputs_written(records, tmp_path):
+    out = tmp_path / "cmp"
+    res = write_compare_outputs(out, records, METHODS, CORPORA)
+    data = json.loads((out / "results.json").read_text())
+    assert len(data) == 18 and {"method", "corpus", "seed", "bpc", "sf"} <= set(data[0])
+    md = (out / "report.md").read_text()
+    assert "Table 1" in md and "| SPEAK |" in md and "MAGNET" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # BPC, SF, rejection-rate plots embedded
+    for name in ("train_bpc.png", "train_sf.png", "reject_rate.png"):
+        png = out / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sig = json.loads((out / "significance.json").read_text())
+    assert {r["corpus"] for r in sig} == {"a", "b", "Avg."}
+    assert res["report_html"] == out / "report.html"
+
+
+def test_ablation_outputs_written(records, tmp_path):
+    recs = [dict(r, method={"magnet": "speak-theta-0.6", "vanilla": "speak-wo-mh"}.get(r["method"], r["method"]))
+            for r in records]
+    write_ablation_outputs(tmp_path / "abl", recs, ["speak", "speak-theta-0.6", "speak-wo-mh"], CORPORA, plots=False)
+    md = (tmp_path / "abl" / "report.md").read_text()
+    assert "Table 3" in md and "Table 5" in md and "theta 0.6" in md and "w/o MH sampling" in md
+
+
+def test_efficiency_table(records, tmp_path):
+    res = write_efficiency_outputs(tmp_path / "eff", records, CORPORA)
+    rows = {(d["corpus"], d["method"]): d for d in res["efficiency"]}
+    sp = rows[("a", "speak")]
+    assert sp["tokenize_speedup"] == pytest.approx((8.0 - 6.0) / 8.0)
+    assert sp["infer_speedup"] == pytest.approx(0.1)
+    assert sp["tokenizer_ratio"] == pytest.approx(50_000 / 1_050_000)
+    assert ("Avg.", "speak") in rows and ("a", "vanilla") not in rows
+    md = (tmp_path / "eff" / "report.md").read_text()
+    assert "+25.0%" in md and "4.8%" in md and "1.0M" in md
+
+
+def test_nan_metrics_make_strict_json(tmp_path):
+    R.write_json(tmp_path / "x.json", [{"bpc": float("nan"), "v": np.float32(1.5)}])
+    assert json.loads((tmp_path / "x.json").read_text()) == [{"bpc": None, "v": 1.5}]
