@@ -28,6 +28,7 @@ _COMMAND_MODULES = [
     "speak.cli.train",
     "speak.cli.experiment",
     "speak.cli.spiking",
+    "speak.cli.integrations",
 ]
 
 
