@@ -136,7 +136,6 @@ def _roundtrip_via_checkpoint_encoding(state):
 
 
 def test_state_dict_roundtrip_reproduces_decisions_exactly():
-    rng = np.random.default_rng(9)
     n, L, B = 3000, 40, 6
     a = ProxyStore(_random_bits(n, 3), chunk_size=40, seed=11)
 
@@ -157,7 +156,6 @@ def test_state_dict_roundtrip_reproduces_decisions_exactly():
     assert np.array_equal(a.stored_losses(np.arange(0, n, 40)), b.stored_losses(np.arange(0, n, 40)),
                           equal_nan=True)
     assert a.epoch_stats() == b.epoch_stats()
-    del rng
 
 
 def test_load_state_rejects_other_split():

@@ -61,7 +61,8 @@ def write_ablation_outputs(out: Path, records: list[dict[str, Any]], variants: S
                                        title="Table 3: reset mechanism and θ (BPC, SF; p vs the full model)"))
     if len(t5) > 1:
         tables.append(R.ablation_table(records, t5, corpora, reference=REFERENCE,
-                                       title="Table 5: optimisation algorithm (BPC, SF; p vs the full model)"))
+                                       title="Table 5: optimisation algorithm (BPC, SF; p vs the full model)",
+                                       reset_columns=False))
     seg = [r["run_dir"] for r in records if r.get("method") == REFERENCE and r.get("run_dir")][:1]
     paths = R.write_report(out, "SPEAK ablations (Tables 3 and 5)", tables, records, corpora,
                            notes=[n for n in notes if n], segmentation_runs=seg, plots=plots)

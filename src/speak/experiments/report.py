@@ -236,23 +236,23 @@ def ablation_tests(records: Sequence[dict[str, Any]], variants: Sequence[str], c
 
 
 def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str], corpora: Sequence[str], *,
-                   reference: str = "speak", title: str = "Ablations") -> Table:
+                   reference: str = "speak", title: str = "Ablations", reset_columns: bool = True) -> Table:
     """Tables 3 / 5: per variant and corpus, BPC and SF (mean ± std) with the Welch p value against ``reference``."""
     tests = {(r["variant"], r["corpus"], r["metric"]): r for r in ablation_tests(records, variants, corpora,
                                                                                  reference=reference)}
     bpc = group_values(records, "bpc")
     sf = group_values(records, "sf")
-    headers = ["Variant", "High-entropy", "Low-entropy", "θ"]
+    headers = ["Variant"] + (["High-entropy", "Low-entropy", "θ"] if reset_columns else [])
     for c in corpora:
         headers += [f"BPC {c}", "p", f"SF {c}", "p"]
     rows = []
     for v in variants:
         try:
-            spec = resolve_method(v)
-            cols = spec.columns
+            cols = resolve_method(v).columns
         except Exception:
-            spec, cols = None, {}
-        row = [_label(v), cols.get("high", ""), cols.get("low", ""), cols.get("theta", "")]
+            cols = {}
+        row = [_label(v)] + ([cols.get("high", ""), cols.get("low", ""), cols.get("theta", "")] if reset_columns
+                             else [])
         for c in corpora:
             tb, ts = tests.get((v, c, "bpc")), tests.get((v, c, "sf"))
             row += [_fmt_stat(_stat(bpc, v, c), 3), "–" if v == reference else _fmt_p(tb["p"] if tb else math.nan),
