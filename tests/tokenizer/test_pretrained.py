@@ -98,3 +98,29 @@ def test_wrong_format_and_version(saved):
     _expect(saved, "unsupported version")
     (saved / CONFIG_FILE).write_text(json.dumps({**doc, "format": "other"}))
     _expect(saved, "not a SPEAK tokenizer file")
+
+
+def test_fast_tokenizer_matches_and_loads_without_torch(tmp_path, small_tokenizer):
+    import subprocess
+    import sys
+
+    from speak.tokenizer import FastSpeakTokenizer
+
+    small_tokenizer.save_pretrained(tmp_path / "tk")
+    fast = FastSpeakTokenizer.from_pretrained(tmp_path / "tk")
+    lines = ["In the beginning", "", "God created the heavens and the earth.", "x"]
+    assert fast.tokenize_batch(lines) == small_tokenizer.tokenize_batch(lines)
+    code = (f"import sys; from speak.tokenizer.fast import FastSpeakTokenizer as F; "
+            f"t = F.from_pretrained({str(tmp_path / 'tk')!r}); t.tokenize('in the beginning'); "
+            f"assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fast_tokenizer_checks_the_directory(tmp_path, small_tokenizer):
+    from speak.tokenizer import FastSpeakTokenizer
+
+    d = tmp_path / "tk"
+    small_tokenizer.save_pretrained(d)
+    (d / WEIGHTS_FILE).write_bytes(b"junk")
+    with pytest.raises(SpeakError, match="checksum mismatch"):
+        FastSpeakTokenizer.from_pretrained(d)

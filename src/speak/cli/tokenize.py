@@ -19,10 +19,17 @@ CHUNK_LINES = 4096
 _worker_tokenizer = None  # per worker process
 
 
-def _load(model: Optional[Path]):
+def _load(model: Optional[Path], fast: bool = False):
+    """The tokenizer in `model` (default: the embedded one). `fast`: the torch-free lookup tokenizer when the
+    directory has lookup tables (per-character encoders), which keeps streaming memory small."""
+    from speak.tokenizer.fast import FastSpeakTokenizer, default_tokenizer_dir, read_tokenizer_dir
+
+    directory = model or default_tokenizer_dir()
+    if fast and "lookup" in read_tokenizer_dir(directory)[0]:
+        return FastSpeakTokenizer.from_pretrained(directory)
     from speak.tokenizer import SpeakTokenizer
 
-    return SpeakTokenizer.from_pretrained(model) if model else SpeakTokenizer.default()
+    return SpeakTokenizer.from_pretrained(directory)
 
 
 def _open_lines(path: str) -> Iterator[tuple[int, bytes]]:
@@ -88,7 +95,7 @@ def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: i
 
 def _init_worker(model: Optional[str]) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = _load(Path(model) if model else None)
+    _worker_tokenizer = _load(Path(model) if model else None, fast=True)
 
 
 def _work(args) -> str:
@@ -114,11 +121,11 @@ def _chunks(path: str, progress) -> Iterator[tuple[list[str], int]]:
 def tokenize_stream(path: str, out, model: Optional[Path], fmt: str, sep: str, workers: int, progress=None) -> None:
     """Tokenize `path` line by line into the text stream `out`; memory stays bounded by a few chunks."""
     if workers <= 1:
-        tokenizer = _load(model)
+        tokenizer = _load(model, fast=True)
         for lines, first in _chunks(path, progress):
             out.write(_format_chunk(tokenizer, lines, fmt, sep, first))
         return
-    _load(model)  # fail fast, in this process, on an unreadable model
+    _load(model, fast=True)  # fail fast, in this process, on an unreadable model
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model) if model else None,)) as pool:
         pending: deque = deque()
         for lines, first in _chunks(path, progress):

@@ -1,17 +1,18 @@
 """Table-lookup inference for per-character encoders (SPEC section 3): I_t and e_t depend on c_t alone, so they are
-precomputed once per vocabulary entry and the compiled scan runs over the id stream.
+computed once per vocabulary entry and the compiled scan (Eq. 1 + 10) runs over the id stream.
 
-`scan_spikes_reference` is the slow twin (the torch network itself); `LookupScanner.spikes` must agree with it.
+Torch-free on purpose: `speak tokenize` streams large files through `LookupTables` with numpy and numba only, in a
+fraction of the memory torch needs. The tables are derived from the network (`SpeakTokenizerNet.lookup_tables`)
+and saved next to its weights; the network's own forward is the slow twin that parity tests compare against.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from numba import njit
+from dataclasses import dataclass
+from typing import Any
 
-from speak.neuron.modes import ResetMode
-from speak.tokenizer.model import SpeakTokenizerNet
+import numpy as np
+from numba import njit
 
 
 @njit(cache=True, nogil=True)
@@ -32,22 +33,17 @@ def _scan_kernel(ids, starts, table_current, table_hard, out, theta, u_th, u_res
             v = u
 
 
-class LookupScanner:
-    """Per-vocabulary tables of currents and hard-reset masks plus the compiled scan (no torch at run time)."""
+@dataclass
+class LookupTables:
+    """Per-vocabulary currents (float32 [V]) and hard-reset flags (bool [V], the mode already applied) + constants."""
 
-    def __init__(self, net: SpeakTokenizerNet):
-        cfg = net.cfg
-        if not cfg.per_character:
-            raise ValueError("table lookup needs a per-character encoder (char-mlp*)")
-        ids = torch.arange(cfg.vocab_size)
-        with torch.no_grad():
-            current, e = net.heads(net.encode(ids[None]))  # [1, V] each
-        self.table_current = current[0].float().numpy().copy()  # [V] float32, as the torch scan computes
-        mask = torch.from_numpy((e[0] > 0).numpy())  # [V] bool: m of Eq. 9 per character
-        hard, theta = ResetMode.parse(cfg.reset_mode).resolve(mask, cfg.theta, tuple(mask.shape))
-        self.table_hard = (hard if hard is not None else torch.zeros_like(mask)).numpy().copy()  # [V] bool
-        f32 = np.float32
-        self.params = (f32(theta), f32(cfg.u_th), f32(cfg.u_reset), f32(cfg.gamma), f32(cfg.delta))
+    current: np.ndarray
+    hard: np.ndarray
+    theta: float
+    u_th: float
+    u_reset: float
+    gamma: float
+    delta: float
 
     def spikes(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
@@ -57,13 +53,21 @@ class LookupScanner:
             if ids.size:
                 starts[0] = True
         out = np.empty(ids.shape[0], dtype=bool)
-        _scan_kernel(ids, np.ascontiguousarray(starts, dtype=bool), self.table_current, self.table_hard, out,
-                     *self.params)
+        f32 = np.float32  # the torch scan runs in float32: same arithmetic, same spikes
+        _scan_kernel(ids, np.ascontiguousarray(starts, dtype=bool), self.current, self.hard, out, f32(self.theta),
+                     f32(self.u_th), f32(self.u_reset), f32(self.gamma), f32(self.delta))
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (exact: float32 values are written as their float64 expansion)."""
+        return {"current": self.current.astype(np.float64).tolist(), "hard": self.hard.astype(int).tolist(),
+                "theta": self.theta, "u_th": self.u_th, "u_reset": self.u_reset, "gamma": self.gamma,
+                "delta": self.delta}
 
-def scan_spikes_reference(net: SpeakTokenizerNet, ids: np.ndarray) -> np.ndarray:
-    """The slow twin: the network's own forward on one text."""
-    with torch.no_grad():
-        out = net(torch.as_tensor(ids, dtype=torch.long)[None])
-    return out.s[0].numpy() > 0.5
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LookupTables":
+        current = np.asarray(data["current"], dtype=np.float32)
+        hard = np.asarray(data["hard"], dtype=bool)
+        if current.ndim != 1 or hard.shape != current.shape:
+            raise ValueError("lookup tables: current and hard must be 1-D and of equal length")
+        return cls(current, hard, *(float(data[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))

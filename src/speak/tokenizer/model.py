@@ -4,6 +4,7 @@ sharing one ContextEncoder, driving one entropy-aware scan (Eq. 10-11)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -11,6 +12,9 @@ from torch import nn
 from speak.neuron import LIFNeuron
 from speak.tokenizer.config import TokenizerConfig
 from speak.tokenizer.encoders import make_encoder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from speak.tokenizer.lookup import LookupTables
 
 
 @dataclass
@@ -66,6 +70,21 @@ class SpeakTokenizerNet(nn.Module):
         mask = e.detach() > 0  # sigmoid(e) > 0.5 <=> e > 0; no gradient through m (Eq. 9)
         u, s, v = self.neuron(current.float(), mask)  # [B, L] each
         return TokenizerOutput(current=current, u=u, s=s, v=v, mask_logits=e, mask=mask)
+
+    def lookup_tables(self) -> "LookupTables":
+        """Per-character currents and hard-reset flags (per-character encoders only): inference as a table lookup."""
+        from speak.neuron.modes import ResetMode
+        from speak.tokenizer.lookup import LookupTables
+
+        cfg = self.cfg
+        if not cfg.per_character:
+            raise ValueError("table lookup needs a per-character encoder (char-mlp*)")
+        with torch.no_grad():
+            current, e = self.heads(self.encode(torch.arange(cfg.vocab_size)[None]))  # [1, V] each
+        hard, theta = ResetMode.parse(cfg.reset_mode).resolve(e[0] > 0, cfg.theta, (cfg.vocab_size,))
+        hard = hard if hard is not None else torch.zeros(cfg.vocab_size, dtype=torch.bool)
+        return LookupTables(current[0].float().numpy().copy(), hard.numpy().copy(), theta, cfg.u_th, cfg.u_reset,
+                            cfg.gamma, cfg.delta)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

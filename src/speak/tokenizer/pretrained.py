@@ -8,7 +8,6 @@ piece and turns any problem into one SpeakError. Pickled weights are refused.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,19 +19,12 @@ from speak.errors import SpeakError
 from speak.text.segment import segment, token_offsets
 from speak.text.vocab import CharVocab
 from speak.tokenizer.config import TokenizerConfig
-from speak.tokenizer.lookup import LookupScanner
+from speak.tokenizer.fast import (
+    CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE, FastSpeakTokenizer, default_tokenizer_dir, read_tokenizer_dir,
+)
+from speak.tokenizer.lookup import LookupTables
 from speak.tokenizer.model import SpeakTokenizerNet, TokenizerOutput
 
-CONFIG_FILE = "speak_tokenizer.json"
-WEIGHTS_FILE = "speak_tokenizer.safetensors"
-FORMAT = "speak-tokenizer"
-VERSION = 1
-_PICKLED = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt", "weights.pkl")
-
-
-def default_tokenizer_dir() -> Path:
-    """The small pretrained tokenizer shipped in the package (see src/speak/data/README.md)."""
-    return Path(__file__).resolve().parent.parent / "data" / "default_tokenizer"
 
 
 class SpeakTokenizer:
@@ -47,7 +39,7 @@ class SpeakTokenizer:
         self.net = net.eval()
         self.vocab = vocab
         self.meta = dict(meta or {})
-        self._scanner: LookupScanner | None = None
+        self._fast: FastSpeakTokenizer | None = None
 
     @property
     def config(self) -> TokenizerConfig:
@@ -57,14 +49,14 @@ class SpeakTokenizer:
         return self.net.num_parameters()
 
     # ------------------------------------------------------------------ inference
-    def _lookup(self) -> LookupScanner | None:
-        if self._scanner is None and self.config.per_character:
-            self._scanner = LookupScanner(self.net)
-        return self._scanner
+    def _lookup(self) -> FastSpeakTokenizer | None:
+        if self._fast is None and self.config.per_character:
+            self._fast = FastSpeakTokenizer(self.vocab, self.net.lookup_tables())
+        return self._fast
 
     def refresh(self) -> None:
         """Forget cached lookup tables (call after changing the network's weights)."""
-        self._scanner = None
+        self._fast = None
 
     def trace(self, text: str) -> TokenizerOutput:
         """The full forward (currents, u, s, v, mask logits, masks) for one text, batch of 1."""
@@ -78,16 +70,10 @@ class SpeakTokenizer:
 
     def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Hard boundaries for several texts, each scanned from a fresh state (one compiled pass when possible)."""
-        lookup = self._lookup()
-        if lookup is None:
+        fast = self._lookup()
+        if fast is None:
             return [self.trace(t).s[0].numpy() > 0.5 if t else np.zeros(0, dtype=bool) for t in texts]
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        ids = self.vocab.encode_array("".join(texts))  # [N]
-        starts = np.zeros(ids.shape[0], dtype=bool)
-        bounds = np.concatenate(([0], np.cumsum(lengths)))
-        starts[bounds[:-1][lengths > 0]] = True
-        flat = lookup.spikes(ids, starts)
-        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return fast.spikes_many(texts)
 
     def tokenize(self, text: str) -> list[str]:
         """Tokens of `text` (Eq. 5); `"".join(tokens) == text`."""
@@ -110,14 +96,17 @@ class SpeakTokenizer:
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
         blob = save(state, metadata={"format": FORMAT})
         atomic_write_bytes(directory / WEIGHTS_FILE, blob)
-        atomic_write_json(directory / CONFIG_FILE, {
+        doc = {
             "format": FORMAT,
             "version": VERSION,
             "config": self.config.to_dict(),
             "vocab": self.vocab.to_dict(),
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
             "meta": self.meta,
-        })
+        }
+        if self.config.per_character:  # derived from the weights above, for torch-free inference
+            doc["lookup"] = self.net.lookup_tables().to_dict()
+        atomic_write_json(directory / CONFIG_FILE, doc)
         return directory
 
     @classmethod
@@ -127,33 +116,10 @@ class SpeakTokenizer:
         from safetensors.torch import load
 
         directory = Path(directory)
-        if not directory.is_dir():
-            raise SpeakError(f"{directory}: no such tokenizer directory")
-        cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not cfg_path.is_file():
-            pickled = [p for p in _PICKLED if (directory / p).exists()]
-            if pickled:
-                raise SpeakError(f"{directory}: refusing to load pickled weights ({pickled[0]}); "
-                                 "SPEAK loads safetensors only")
-            raise SpeakError(f"{directory}: not a SPEAK tokenizer directory (missing {CONFIG_FILE})")
-        try:
-            doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SpeakError(f"{cfg_path}: corrupted ({err})") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise SpeakError(f"{cfg_path}: not a SPEAK tokenizer file (format is not {FORMAT!r})")
-        if doc.get("version") != VERSION:
-            raise SpeakError(f"{cfg_path}: unsupported version {doc.get('version')!r} (this speak reads {VERSION})")
-        for key in ("config", "vocab", "weights_sha256"):
-            if key not in doc:
-                raise SpeakError(f"{cfg_path}: missing {key!r}")
+        doc, blob = read_tokenizer_dir(directory)
         config = TokenizerConfig.from_dict(doc["config"])
         vocab = CharVocab.from_dict(doc["vocab"])
-        if not w_path.is_file():
-            raise SpeakError(f"{directory}: missing weights file {WEIGHTS_FILE}")
-        blob = w_path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
-            raise SpeakError(f"{w_path}: checksum mismatch with {CONFIG_FILE} (corrupted, truncated or tampered)")
+        w_path = directory / WEIGHTS_FILE
         try:
             state = load(blob)
         except (SafetensorError, ValueError, RuntimeError) as err:

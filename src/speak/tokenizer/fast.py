@@ -1,0 +1,107 @@
+"""A torch-free SPEAK tokenizer for per-character models: the vocabulary, the lookup tables and the compiled scan.
+
+`speak tokenize` streams through it, so tokenizing a large file needs numpy and numba only (no torch in memory).
+It reads the same tokenizer directory as `SpeakTokenizer` and validates it with the same checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from speak.errors import SpeakError
+from speak.text.segment import segment, token_offsets
+from speak.text.vocab import CharVocab
+from speak.tokenizer.lookup import LookupTables
+
+CONFIG_FILE = "speak_tokenizer.json"
+WEIGHTS_FILE = "speak_tokenizer.safetensors"
+FORMAT = "speak-tokenizer"
+VERSION = 1
+_PICKLED = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt", "weights.pkl")
+
+
+def default_tokenizer_dir() -> Path:
+    """The small pretrained tokenizer shipped in the package (see README, "The embedded default")."""
+    return Path(__file__).resolve().parent.parent / "data" / "default_tokenizer"
+
+
+def read_tokenizer_dir(directory: str | Path) -> tuple[dict[str, Any], bytes]:
+    """(the validated JSON document, the weights' bytes, checksum verified) of a tokenizer directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SpeakError(f"{directory}: no such tokenizer directory")
+    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not cfg_path.is_file():
+        pickled = [p for p in _PICKLED if (directory / p).exists()]
+        if pickled:
+            raise SpeakError(f"{directory}: refusing to load pickled weights ({pickled[0]}); SPEAK loads safetensors only")
+        raise SpeakError(f"{directory}: not a SPEAK tokenizer directory (missing {CONFIG_FILE})")
+    try:
+        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SpeakError(f"{cfg_path}: corrupted ({err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise SpeakError(f"{cfg_path}: not a SPEAK tokenizer file (format is not {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise SpeakError(f"{cfg_path}: unsupported version {doc.get('version')!r} (this speak reads {VERSION})")
+    for key in ("config", "vocab", "weights_sha256"):
+        if key not in doc:
+            raise SpeakError(f"{cfg_path}: missing {key!r}")
+    if not w_path.is_file():
+        raise SpeakError(f"{directory}: missing weights file {WEIGHTS_FILE}")
+    blob = w_path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
+        raise SpeakError(f"{w_path}: checksum mismatch with {CONFIG_FILE} (corrupted, truncated or tampered)")
+    return doc, blob
+
+
+class FastSpeakTokenizer:
+    """Per-character SPEAK tokenizer without torch: `spikes_many`, `tokenize`, `offsets` (same results as
+    `SpeakTokenizer`). Each text is one sequence: the neuron starts at u_reset."""
+
+    def __init__(self, vocab: CharVocab, tables: LookupTables):
+        if tables.current.shape[0] != len(vocab):
+            raise SpeakError(f"lookup tables have {tables.current.shape[0]} entries but the vocabulary {len(vocab)}")
+        self.vocab, self.tables = vocab, tables
+
+    @classmethod
+    def default(cls) -> "FastSpeakTokenizer":
+        return cls.from_pretrained(default_tokenizer_dir())
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "FastSpeakTokenizer":
+        doc, _ = read_tokenizer_dir(directory)
+        if "lookup" not in doc:
+            raise SpeakError(f"{directory}: no lookup tables (not a per-character tokenizer); use SpeakTokenizer")
+        try:
+            tables = LookupTables.from_dict(doc["lookup"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpeakError(f"{directory}: malformed lookup tables ({err})") from None
+        return cls(CharVocab.from_dict(doc["vocab"]), tables)
+
+    def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Hard boundaries (bool arrays) for several texts, each scanned from rest, in one compiled pass."""
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        ids = self.vocab.encode_array("".join(texts))  # [N]
+        bounds = np.concatenate(([0], np.cumsum(lengths)))
+        starts = np.zeros(ids.shape[0], dtype=bool)
+        starts[bounds[:-1][lengths > 0]] = True
+        flat = self.tables.spikes(ids, starts)
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def spikes(self, text: str) -> np.ndarray:
+        return self.spikes_many([text])[0]
+
+    def tokenize(self, text: str) -> list[str]:
+        return segment(text, self.spikes(text))
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        return [segment(t, s) for t, s in zip(texts, self.spikes_many(texts))]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return token_offsets(self.spikes(text), len(text))
