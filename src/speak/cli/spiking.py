@@ -99,19 +99,30 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @app.command("generate")
     def generate_cmd(
-        checkpoint: Path = typer.Argument(..., help="model dir written by save_model (config.json + safetensors)"),
+        checkpoint: Optional[Path] = typer.Argument(None, help="model dir written by save_model (config.json + safetensors)"),
+        run: Optional[Path] = typer.Option(None, "--run", help="a token-LM run folder of `speak train --model ...`"),
         prompt: str = typer.Option("", help="text to continue (default: the first vocabulary entry)"),
         max_tokens: int = typer.Option(100, min=0),
         temperature: float = typer.Option(1.0, min=0.0, help="0 = greedy"),
         top_k: int = typer.Option(0, min=0, help="0 = no top-k filter"),
         seed: int = typer.Option(0),
     ) -> None:
-        """Sample a continuation of PROMPT from a saved model (characters: the config's vocab, else code points)."""
+        """Sample a continuation of PROMPT from a saved model (characters: the config's vocab, else code points) or
+        from a token-LM run folder (--run: its tokenizer and segment vocabulary; prints prompt + continuation)."""
         import torch
 
+        from speak.errors import SpeakError
         from speak.lm.spiking.generate import generate
         from speak.lm.spiking.io import load_model
+        from speak.train import token_lm
 
+        if run is None and checkpoint is not None and token_lm.is_run_dir(checkpoint):
+            run = checkpoint
+        if run is not None:
+            typer.echo(token_lm.generate_from_run(run, prompt, max_tokens, temperature, top_k, seed))
+            return
+        if checkpoint is None:
+            raise SpeakError("give a model directory (CHECKPOINT) or a run folder (--run DIR)")
         model, cfg = load_model(checkpoint)
         vocab = cfg.get("vocab")
         V = model.config.vocab_size

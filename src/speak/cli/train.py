@@ -45,14 +45,31 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, "--lr"),
         clean: Optional[str] = typer.Option(None, "--clean", help="Apply DTP's text cleaner for this language (e.g. en)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+        model: str = typer.Option("hourglass", "--model", help="hourglass (character LM with --boundary), or a token LM: spikegpt, spikelm, transformer."),
+        tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Token LMs only: speak[:DIR] (default), chars, sentencepiece[:N]."),
     ) -> None:
-        """Train an hourglass LM with a boundary source; writes OUT/metrics.json (test BPC, SF, params, timings)."""
+        """Train an hourglass LM with a boundary source, or a token LM (--model) over a tokenization (--tokenizer);
+        writes OUT/metrics.json."""
         from speak.eval.metrics import train_and_evaluate
         from speak.train.config import load_config
 
         flags = dict(boundary=boundary, corpus=corpus, preset=preset, steps=steps, seed=seed, out=out,
                      batch_size=batch_size, seq_len=seq_len, device=device, lr=lr, clean=clean,
                      quiet=True if quiet else None)
+        if model != "hourglass":
+            from speak.train import token_lm
+
+            cfg = load_config(config, flags=flags, sets=set_, validate_model=False)
+            metrics = token_lm.run(cfg, model=model, tokenizer=tokenizer or "speak", resume=resume)
+            if metrics and not cfg.quiet:
+                _print_metrics(metrics, ("model", "tokenizer", "steps", "bpc", "sf", "params", "firing_rate",
+                                         "energy_pj_per_char", "tokens_per_s"))
+                print(f"wrote {Path(cfg.out) / 'metrics.json'}")
+            return
+        if tokenizer is not None:
+            from speak.errors import SpeakError
+
+            raise SpeakError("--tokenizer applies to token LMs (--model spikegpt, spikelm or transformer)")
         cfg = load_config(config, flags=flags, sets=set_)
         metrics = train_and_evaluate(cfg, resume=resume)
         if metrics and not cfg.quiet:
