@@ -228,3 +228,14 @@ def test_bf16_autocast_runs_and_counts_exactly(name):
     loss.backward()
     if name == "fixed":
         assert m["sf"] == 1.0 and m["n_groups"] == 300.0
+
+
+def test_lm_loss_sends_no_gradient_through_speak_spikes():
+    """The tokenizer learns from the proxy (L_mem), not from L_LM through the spike surrogate (paper Fig. 2D)."""
+    model = tiny_model("speak").train()
+    batch = next(_batches())
+    out = model(batch.chars[:, :-1])
+    V = out.logits.shape[-1]
+    F.cross_entropy(out.logits.reshape(-1, V), batch.chars[:, 1:].reshape(-1)).backward()
+    head = model.boundary_source.net.linear1
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in head.parameters())

@@ -15,8 +15,11 @@ the LM loss the proxy had when it was last accepted (NaN = none yet).
 - ``L_LM(s_hat)``: by default the loss stored when the proxy was last accepted for the chunk. With ``reevaluate``
   the caller runs a second forward with ``s_hat`` as the boundaries and passes the losses (``proxy_losses``);
   the acceptance math is the same, and on rejection the stored loss is refreshed to the re-evaluated one.
-- A chunk with no stored loss: ``first_visit="accept"`` (default) accepts; ``"baseline"`` keeps the exemplar bits
-  and records L_LM(s) as the proxy's loss (so the exemplar is only replaced by a later, better segmentation).
+- A chunk with no stored loss: ``first_visit="baseline"`` (default) keeps the exemplar bits and records L_LM(s) as
+  the proxy's loss, so the exemplar is only replaced by a later, better segmentation; ``"accept"`` takes the new
+  spikes at once. The paper initialises s_hat from an exemplar "to ensure a reliable start" (App. B); with random
+  windows nearly every early row is a first visit, so ``accept`` would overwrite that start with the untrained
+  tokenizer's spikes within the first few hundred steps (measured: the spike rate ran to 0.8 and L_mem diverged).
 - ``greedy=True`` ("w/o MH", Table 5): accept only when the loss fell (L_LM(s) < L_LM(s_hat)).
 
 Rejection rates are counted per epoch (one epoch = one pass over the training stream: characters seen / train
@@ -53,7 +56,7 @@ class ProxyConfig:
     chunk_size: int = 512  # characters per chunk id (offset // chunk_size); use the training seq_len
     greedy: bool = False  # "w/o MH" (Table 5): accept only when the loss fell
     reevaluate: bool = False  # L_LM(s_hat) from a second forward under the current LM (the caller computes it)
-    first_visit: str = "accept"  # accept | baseline: what to do for a chunk with no stored loss
+    first_visit: str = "baseline"  # baseline | accept: what to do for a chunk with no stored loss (see module doc)
     seed: int = 0  # the acceptance RNG (numpy PCG64)
 
     def validate(self) -> None:
