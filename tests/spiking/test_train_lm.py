@@ -127,16 +127,18 @@ def test_tiny_run_writes_metrics_and_generates(corpus, tmp_path, model, tokenize
     assert text.startswith("And God said") and len(text) > len("And God said")
 
 
-def test_resume_reproduces_uninterrupted_losses(corpus, tmp_path):
+@pytest.mark.parametrize("model,tokenizer", [("transformer", "speak"), ("spikelm", "sentencepiece:120"),
+                                             ("spikegpt", "chars")])
+def test_resume_reproduces_uninterrupted_losses(corpus, tmp_path, model, tokenizer):
     full, part = tmp_path / "full", tmp_path / "part"
-    token_lm.run(_cfg(corpus, full, steps=4, checkpoint_every=2), model="transformer", tokenizer="speak")
-    token_lm.run(_cfg(corpus, part, steps=2, checkpoint_every=2), model="transformer", tokenizer="speak")
+    token_lm.run(_cfg(corpus, full, steps=4, checkpoint_every=2), model=model, tokenizer=tokenizer)
+    token_lm.run(_cfg(corpus, part, steps=2, checkpoint_every=2), model=model, tokenizer=tokenizer)
     with pytest.raises(SpeakError, match="already holds a checkpoint"):
-        token_lm.run(_cfg(corpus, part, steps=4, checkpoint_every=2), model="transformer", tokenizer="speak")
+        token_lm.run(_cfg(corpus, part, steps=4, checkpoint_every=2), model=model, tokenizer=tokenizer)
+    other = "spikelm" if model != "spikelm" else "transformer"
     with pytest.raises(SpeakError, match="cannot resume"):
-        token_lm.run(_cfg(corpus, part, steps=4, checkpoint_every=2), model="spikelm", tokenizer="speak", resume=True)
-    m = token_lm.run(_cfg(corpus, part, steps=4, checkpoint_every=2), model="transformer", tokenizer="speak",
-                     resume=True)
+        token_lm.run(_cfg(corpus, part, steps=4, checkpoint_every=2), model=other, tokenizer=tokenizer, resume=True)
+    m = token_lm.run(_cfg(corpus, part, steps=4, checkpoint_every=2), model=model, tokenizer=tokenizer, resume=True)
     assert m["resumed_at"] == 2 and m["steps"] == 4
     assert _losses(part) == _losses(full) and len(_losses(full)) == 4
     ref = json.loads((full / "metrics.json").read_text())
