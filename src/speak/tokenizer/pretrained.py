@@ -22,7 +22,6 @@ from speak.tokenizer.config import TokenizerConfig
 from speak.tokenizer.fast import (
     CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE, FastSpeakTokenizer, default_tokenizer_dir, read_tokenizer_dir,
 )
-from speak.tokenizer.lookup import LookupTables
 from speak.tokenizer.model import SpeakTokenizerNet, TokenizerOutput
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speak.atomic import atomic_write_json, atomic_write_text, fsync_dir  # noqa: F401 (re-exported)
 from speak.errors import SpeakError
 
 FORMAT = "speak.checkpoint"
@@ -178,43 +179,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically (temp file in the same folder, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """:func:`atomic_write_text` of indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
 
 # ---------------------------------------------------------------------------------------------- save / load
 @dataclass
@@ -259,14 +223,14 @@ def save_checkpoint(root: str | Path, model: torch.nn.Module | dict[str, Tensor]
             json.dump(meta, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         last, prev = root / LAST, root / PREV
         if last.exists():
             if prev.exists():
                 shutil.rmtree(prev)
             os.replace(last, prev)
         os.replace(tmp, last)
-        _fsync_dir(root)
+        fsync_dir(root)
         return last
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)

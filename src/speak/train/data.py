@@ -8,7 +8,6 @@ Offsets are absolute positions in the split's text: they key SPEAK's proxy store
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speak.atomic import atomic_save_npy
 from speak.errors import SpeakError
 
 
@@ -216,16 +216,6 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def exemplar_boundaries(
     train_text: str,
     *,
@@ -257,7 +247,7 @@ def exemplar_boundaries(
             f"exemplar '{spec}' returned {spikes.size} boundary positions for a text of {len(train_text)} characters"
         )
     if cache is not None:
-        _atomic_save_npy(cache, spikes)
+        atomic_save_npy(cache, spikes)
     return spikes
 
 

@@ -18,12 +18,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
+from speak.atomic import atomic_write_bytes
 from speak.errors import SpeakError
 
 FORMAT_VERSION = 1
@@ -63,20 +63,6 @@ def build_model(model_type: str, config: dict[str, Any]) -> nn.Module:
     return cls(cfg_cls(**config))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(
     model: nn.Module, directory: str | os.PathLike, vocab: list[str] | None = None, metadata: dict | None = None
 ) -> Path:
@@ -98,8 +84,8 @@ def save_model(
         "vocab": list(vocab) if vocab is not None else None,
         "metadata": metadata or {},
     }
-    _atomic_write(d / WEIGHTS_NAME, blob)
-    _atomic_write(d / CONFIG_NAME, json.dumps(cfg, indent=2, ensure_ascii=False).encode("utf-8"))
+    atomic_write_bytes(d / WEIGHTS_NAME, blob)
+    atomic_write_bytes(d / CONFIG_NAME, json.dumps(cfg, indent=2, ensure_ascii=False).encode("utf-8"))
     return d
 
 
