@@ -133,3 +133,15 @@ def test_large_text_is_fast():
     tokens = segment(text, spikes)
     assert "".join(tokens) == text
     assert len(tokens) == int(spikes[:-1].sum()) + 1
+
+
+def test_anchor_boundaries_moves_piece_ends_to_next_piece_starts():
+    from speak.text.segment import anchor_boundaries
+
+    text = "the cat sat"
+    ends = spikes_from_tokens(["the", " cat", " sat"])  # SentencePiece-style pieces
+    start = anchor_boundaries(ends, "start")
+    assert segment(text, start) == ["the ", "cat ", "sat"]  # same number of tokens, cut where observable
+    assert anchor_boundaries(ends, "end").tolist() == ends.tolist()
+    with pytest.raises(ValueError):
+        anchor_boundaries(ends, "middle")

@@ -110,3 +110,24 @@ def shortening_factor(n_chars: int, n_tokens: int) -> float:
             return float("nan")
         raise ValueError(f"{n_chars} characters but 0 tokens: Eq. 5 always closes at least one token")
     return n_chars / n_tokens
+
+
+ANCHORS = ("start", "end")
+
+
+def anchor_boundaries(spikes: Any, anchor: str = "start") -> np.ndarray:
+    """Place a segmenter's boundaries for a causal tokenizer (the convention of speak.train.mimic).
+
+    `spikes` mark each piece's last character (Eq. 5). A causal tokenizer cannot know at the "e" of "the" that a
+    space follows; the boundary between two pieces becomes observable at the first character of the next piece.
+    `anchor="start"` moves every boundary there (" the| beginning" -> "the |beginning": same number of tokens);
+    `anchor="end"` keeps them where they are.
+    """
+    s = as_spike_array(spikes)
+    if anchor == "end":
+        return s
+    if anchor != "start":
+        raise ValueError(f"unknown anchor {anchor!r}; valid: {', '.join(ANCHORS)}")
+    out = np.zeros_like(s)
+    out[1:] = s[:-1]  # a piece that ends at t - 1 means the next one starts (is observable) at t
+    return out

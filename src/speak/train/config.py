@@ -49,6 +49,7 @@ class TrainConfig:
     clean: str | None = None  # DTP cleaner language (e.g. "en") applied to the corpus, or None
     exemplar: str = "unigram"  # exemplar segmenter spec for corpus-aligned boundary targets (dtp-unigram, speak)
     exemplar_vocab: int = 1000  # vocabulary size of the exemplar trained on the train split
+    exemplar_anchor: str = "start"  # where exemplar boundaries sit for a causal predictor: start | end (text.segment)
     steps: int = 2000
     batch_size: int = 8
     seq_len: int = 512  # characters per training window (the model sees seq_len inputs, seq_len targets)
@@ -379,6 +380,8 @@ def validate(cfg: TrainConfig, *, model: bool = True) -> None:
 
     for name in ("steps", "batch_size", "seq_len", "eval_batch_size", "log_every", "exemplar_vocab"):
         positive(name)
+    if cfg.exemplar_anchor not in ("start", "end"):
+        raise SpeakError(f"config key 'exemplar_anchor' must be 'start' or 'end', got {cfg.exemplar_anchor!r}")
     for name in ("warmup", "eval_every", "eval_windows", "test_windows", "checkpoint_every", "timing_batches",
                  "grad_clip", "weight_decay"):
         positive(name, allow_zero=True)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from speak.atomic import atomic_save_npy
 from speak.errors import SpeakError
+from speak.text.segment import anchor_boundaries
 
 
 @dataclass
@@ -223,16 +224,19 @@ def exemplar_boundaries(
     vocab_size: int = 1000,
     cache_dir: str | Path | None = None,
     seed: int = 0,
+    anchor: str = "start",
 ) -> np.ndarray:
     """Corpus-aligned exemplar boundaries over ``train_text`` ([N] bool, 1 = the token closes at t).
 
-    The exemplar (SentencePiece Unigram by default) is trained on the train split only, then segments it. The
-    result is cached as ``cache_dir/exemplar-<spec>-<vocab>-<digest>.npy`` and reused when present and valid.
+    The exemplar (SentencePiece Unigram by default) is trained on the train split only, then segments it; its
+    boundaries are anchored for a causal predictor (`speak.text.segment.anchor_boundaries`: by default at the first
+    character of the next piece, where a causal model can observe them). The result is cached as
+    ``cache_dir/exemplar-<spec>-<vocab>-<anchor>-<digest>.npy`` and reused when present and valid.
     """
     cache = None
     if cache_dir is not None:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
-        cache = Path(cache_dir) / f"exemplar-{safe}-{vocab_size}-{text_digest(train_text)}.npy"
+        cache = Path(cache_dir) / f"exemplar-{safe}-{vocab_size}-{anchor}-{text_digest(train_text)}.npy"
         if cache.is_file():
             try:
                 arr = np.load(cache, allow_pickle=False)
@@ -241,7 +245,7 @@ def exemplar_boundaries(
             if arr is not None and arr.dtype == bool and arr.shape == (len(train_text),):
                 return arr
     spikes = _exemplar_spikes(train_text, spec=spec, vocab_size=vocab_size, seed=seed)
-    spikes = np.asarray(spikes, dtype=bool)
+    spikes = anchor_boundaries(np.asarray(spikes, dtype=bool), anchor)
     if spikes.shape != (len(train_text),):
         raise SpeakError(
             f"exemplar '{spec}' returned {spikes.size} boundary positions for a text of {len(train_text)} characters"

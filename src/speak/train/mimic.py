@@ -28,7 +28,7 @@ import torch
 from speak.errors import SpeakError
 from speak.text.corpora import split_corpus
 from speak.text.exemplar import Exemplar, load_exemplar
-from speak.text.segment import shortening_factor
+from speak.text.segment import anchor_boundaries, shortening_factor
 from speak.text.vocab import PAD_ID, CharVocab
 from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
 from speak.train.entropy import NGramEntropy, reset_targets_from_entropy
@@ -84,17 +84,6 @@ def _lines(text: str, min_len: int = 2) -> tuple[list[str], np.ndarray]:
     return lines, np.asarray(starts, dtype=np.int64)
 
 
-def anchored_spikes(exemplar_spikes: np.ndarray, anchor: str) -> np.ndarray:
-    """Move exemplar boundaries (True at each piece's last character) to the `anchor` convention (see module doc)."""
-    if anchor == "end":
-        return exemplar_spikes
-    if anchor != "start":
-        raise SpeakError(f"unknown anchor {anchor!r}; valid: start, end")
-    out = np.zeros_like(exemplar_spikes)
-    out[1:] = exemplar_spikes[:-1]  # a piece that ends at t - 1 means the next one starts (is observable) at t
-    return out
-
-
 def boundary_metrics(pred: list[np.ndarray], gold: list[np.ndarray]) -> MimicMetrics:
     """Compare predicted and exemplar spikes per line; the final position (always a boundary) is not scored."""
     p = np.concatenate([x[:-1] for x in pred]) if pred else np.zeros(0, bool)
@@ -143,13 +132,15 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
     splits = split_corpus(text)
     train_lines, _ = _lines(splits.train)
     valid_lines, _ = _lines(splits.valid)
+    if cfg.anchor not in ("start", "end"):
+        raise SpeakError(f"unknown anchor {cfg.anchor!r}; valid: start, end")
     if len(train_lines) < 2 or not valid_lines:
         raise SpeakError("corpus too small to fit a tokenizer: it needs several lines in its train and valid parts")
     if exemplar is None:
         exemplar = load_exemplar(cfg.exemplar, texts=train_lines)
     vocab = CharVocab.build(train_lines, min_count=cfg.min_char_count)
     ids = [vocab.encode_array(line) for line in train_lines]
-    gold = [anchored_spikes(exemplar.segment_spikes(line), cfg.anchor) for line in train_lines]
+    gold = [anchor_boundaries(exemplar.segment_spikes(line), cfg.anchor) for line in train_lines]
     ngram = NGramEntropy(len(vocab)).fit(np.concatenate([np.append(x, PAD_ID) for x in ids]))
     entropy = [ngram.entropy_next(x) for x in ids]
     batches = _LineBatches(train_lines, ids, [g.astype(np.float32) for g in gold], entropy, cfg.seq_len,
@@ -197,5 +188,5 @@ def evaluate_mimic(tokenizer: SpeakTokenizer, exemplar: Exemplar, lines: list[st
                    anchor: str = "start") -> MimicMetrics:
     """Spike / non-spike accuracy, P/R/F1 and SF of `tokenizer` against `exemplar` (anchored) on `lines`."""
     pred = tokenizer.spikes_many(lines)
-    gold = [anchored_spikes(exemplar.segment_spikes(line), anchor) for line in lines]
+    gold = [anchor_boundaries(exemplar.segment_spikes(line), anchor) for line in lines]
     return boundary_metrics(pred, gold)

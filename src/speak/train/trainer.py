@@ -769,7 +769,8 @@ def build_stream(cfg: TrainConfig, data: RunData, dist_info: DistInfo, cache_dir
     boundary = None
     if cfg.boundary == "dtp-unigram":
         boundary = exemplar_boundaries(
-            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed
+            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed,
+            anchor=cfg.exemplar_anchor
         )
     return CharStream(
         data.train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed, rank=dist_info.rank,
@@ -789,7 +790,8 @@ def build_training_stream(
         from speak.train.proxy import ProxyPlugin, ProxyTargetStream
 
         init = exemplar_boundaries(
-            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed
+            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed,
+            anchor=cfg.exemplar_anchor
         )
         options = {k: v for k, v in cfg.proxy.items() if k != "enabled"}
         plugin = ProxyPlugin.from_boundaries(init, options, seq_len=cfg.seq_len, seed=cfg.seed)
