@@ -34,7 +34,7 @@ def test_bitpack_roundtrip_odd_lengths(n):
 def test_write_then_read_at_unaligned_offsets():
     n = 203
     bits = _random_bits(n, 1)
-    store = ProxyStore(bits, chunk_size=10)
+    store = ProxyStore(bits, chunk_size=10, first_visit="accept")
     new = ~bits[13:50]
     store.update([13], new[None, :].astype(np.float32), [1.0])  # first visit -> accepted
     expect = bits.copy()
@@ -44,7 +44,7 @@ def test_write_then_read_at_unaligned_offsets():
 
 def test_offsets_key_the_bits_not_slots():
     bits = _random_bits(500, 2)
-    store = ProxyStore(bits, chunk_size=20)
+    store = ProxyStore(bits, chunk_size=20, first_visit="accept")
     a = store.get(torch.tensor([40, 300, 7]), 32)
     b = store.get(torch.tensor([7, 40, 300]), 32)
     assert np.array_equal(a[0], b[1]) and np.array_equal(a[1], b[2]) and np.array_equal(a[2], b[0])
@@ -66,7 +66,7 @@ def test_out_of_range_window_is_an_error():
 
 
 def test_accepts_when_no_loss_stored_and_when_loss_falls():
-    store = ProxyStore(np.zeros(1000, bool), chunk_size=100, seed=0)
+    store = ProxyStore(np.zeros(1000, bool), chunk_size=100, seed=0, first_visit="accept")
     s = np.ones((1, 50), np.float32)
     d = store.update([0], s, [2.0])
     assert d.accepted[0] and d.first[0]
@@ -123,7 +123,7 @@ def test_greedy_never_accepts_a_higher_loss():
 
 
 def test_rows_of_one_chunk_are_decided_in_order():
-    store = ProxyStore(np.zeros(100, bool), chunk_size=100, greedy=True)
+    store = ProxyStore(np.zeros(100, bool), chunk_size=100, greedy=True, first_visit="accept")
     d = store.update([0, 10, 20], np.ones((3, 5)), [3.0, 2.0, 2.5])
     assert d.accepted.tolist() == [True, True, False]  # row 3 compares against row 2's accepted 2.0
     assert store.stored_losses([0])[0] == 2.0
@@ -210,7 +210,8 @@ def test_plugin_on_step_end_updates_store_and_logs():
     n, B, L = 400, 3, 16
     ids = np.random.default_rng(0).integers(1, 9, size=n)
     stream = CharStream(ids, B, L, seed=0)
-    plugin = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"greedy": False}, seq_len=L, seed=3)
+    plugin = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"greedy": False, "first_visit": "accept"}, seq_len=L,
+                                         seed=3)
     wrapped = ProxyTargetStream(stream, plugin)
     batch = wrapped.next_batch()
     assert batch.boundary_targets.shape == (B, L) and not batch.boundary_targets.any()
@@ -221,7 +222,7 @@ def test_plugin_on_step_end_updates_store_and_logs():
     assert metrics["proxy_reject_rate"] == 0.0 and metrics["proxy_accept_frac"] == 1.0
     assert plugin.targets_for(batch).all()  # first visits accepted: the spikes are the proxy now
     st = plugin.extra_state()
-    other = ProxyPlugin.from_boundaries(np.zeros(n, bool), {}, seq_len=L)
+    other = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"first_visit": "accept"}, seq_len=L)
     other.load_extra_state(_roundtrip_via_checkpoint_encoding(st))
     assert np.array_equal(other.store.bits(), plugin.store.bits())
     assert wrapped.state_dict() == stream.state_dict() and wrapped.seq_len == L
@@ -262,3 +263,14 @@ def test_real_trainer_resume_keeps_proxy_exactly(tmp_path):
     assert a["rng"] == b["rng"] and a["chars_seen"] == b["chars_seen"]
     assert np.array_equal(a["epochs"], b["epochs"])
     assert [r["loss"] for r in straight.history[3:]] == [r["loss"] for r in resumed.history]
+
+
+def test_default_first_visit_keeps_the_exemplar_start():
+    """App. B: the proxy starts from the exemplar; by default a first visit records the loss and keeps the bits."""
+    init = np.zeros(100, bool)
+    init[::5] = True
+    store = ProxyStore(init.copy(), chunk_size=10, seed=0)
+    store.update(np.array([0]), np.ones((1, 10), bool), np.array([2.0]))
+    assert np.array_equal(store.bits(), init)
+    store.update(np.array([0]), np.ones((1, 10), bool), np.array([1.0]))  # a later, better segmentation wins
+    assert store.bits()[:10].all()

@@ -86,7 +86,7 @@ def speak_token_ends(tokenizer, lines: Sequence[str]) -> tuple[np.ndarray, np.nd
     starts = np.zeros(ids.shape[0], dtype=bool)
     nonempty = lengths > 0
     starts[bounds[:-1][nonempty]] = True
-    spikes = lookup.spikes(ids, starts)  # [N] bool
+    spikes = lookup.tables.spikes(ids, starts)  # [N] bool
     spikes[bounds[1:][nonempty] - 1] = True  # the end of a line closes its token
     ends = np.flatnonzero(spikes)  # global index of each token's last character
     line_of = np.searchsorted(bounds[1:], ends, side="right")
