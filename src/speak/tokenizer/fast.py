@@ -60,9 +60,31 @@ def read_tokenizer_dir(directory: str | Path) -> tuple[dict[str, Any], bytes]:
     return doc, blob
 
 
-class FastSpeakTokenizer:
-    """Per-character SPEAK tokenizer without torch: `spikes_many`, `tokenize`, `offsets` (same results as
-    `SpeakTokenizer`). Each text is one sequence: the neuron starts at u_reset."""
+class Segmenter:
+    """Tokenize(c, s) (Eq. 5) on top of `spikes_many`: every SPEAK tokenizer class implements that one method."""
+
+    def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def spikes(self, text: str) -> np.ndarray:
+        """Hard boundaries s (bool [len(text)]) of one text."""
+        return self.spikes_many([text])[0]
+
+    def tokenize(self, text: str) -> list[str]:
+        """Tokens of `text`; `"".join(tokens) == text`."""
+        return segment(text, self.spikes(text))
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        return [segment(t, s) for t, s in zip(texts, self.spikes_many(texts))]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of each token."""
+        return token_offsets(self.spikes(text), len(text))
+
+
+class FastSpeakTokenizer(Segmenter):
+    """Per-character SPEAK tokenizer without torch (same results as `SpeakTokenizer`). Each text is one sequence:
+    the neuron starts at u_reset."""
 
     def __init__(self, vocab: CharVocab, tables: LookupTables):
         if tables.current.shape[0] != len(vocab):
@@ -93,15 +115,3 @@ class FastSpeakTokenizer:
         starts[bounds[:-1][lengths > 0]] = True
         flat = self.tables.spikes(ids, starts)
         return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-    def spikes(self, text: str) -> np.ndarray:
-        return self.spikes_many([text])[0]
-
-    def tokenize(self, text: str) -> list[str]:
-        return segment(text, self.spikes(text))
-
-    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
-        return [segment(t, s) for t, s in zip(texts, self.spikes_many(texts))]
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        return token_offsets(self.spikes(text), len(text))

@@ -16,17 +16,17 @@ import torch
 
 from speak.atomic import atomic_write_bytes, atomic_write_json
 from speak.errors import SpeakError
-from speak.text.segment import segment, token_offsets
 from speak.text.vocab import CharVocab
 from speak.tokenizer.config import TokenizerConfig
 from speak.tokenizer.fast import (
-    CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE, FastSpeakTokenizer, default_tokenizer_dir, read_tokenizer_dir,
+    CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE, FastSpeakTokenizer, Segmenter, default_tokenizer_dir,
+    read_tokenizer_dir,
 )
 from speak.tokenizer.model import SpeakTokenizerNet, TokenizerOutput
 
 
 
-class SpeakTokenizer:
+class SpeakTokenizer(Segmenter):
     """A trained SPEAK tokenizer: `tokenize(text) -> list[str]`, lossless (Eq. 5).
 
     Each call treats its text as one sequence: the neuron starts at u_reset. Files are processed line by line.
@@ -63,27 +63,12 @@ class SpeakTokenizer:
         with torch.no_grad():
             return self.net(ids)
 
-    def spikes(self, text: str) -> np.ndarray:
-        """Hard boundaries s (bool [len(text)]) of one text."""
-        return self.spikes_many([text])[0]
-
     def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Hard boundaries for several texts, each scanned from a fresh state (one compiled pass when possible)."""
         fast = self._lookup()
         if fast is None:
             return [self.trace(t).s[0].numpy() > 0.5 if t else np.zeros(0, dtype=bool) for t in texts]
         return fast.spikes_many(texts)
-
-    def tokenize(self, text: str) -> list[str]:
-        """Tokens of `text` (Eq. 5); `"".join(tokens) == text`."""
-        return segment(text, self.spikes(text))
-
-    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
-        return [segment(t, s) for t, s in zip(texts, self.spikes_many(texts))]
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        """(start, end) character offsets of each token."""
-        return token_offsets(self.spikes(text), len(text))
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> Path:
