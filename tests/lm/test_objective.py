@@ -239,3 +239,19 @@ def test_lm_loss_sends_no_gradient_through_speak_spikes():
     F.cross_entropy(out.logits.reshape(-1, V), batch.chars[:, 1:].reshape(-1)).backward()
     head = model.boundary_source.net.linear1
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in head.parameters())
+
+
+def test_speak_tokenizer_losses_stop_at_the_shared_encoder_by_default():
+    """L_mem's gradient through the scan would swamp the LM's in the shared pre-layers: detached by default."""
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+
+    def encoder_grad(**opts):
+        model = tiny_model("speak", **opts).train()
+        out = model(inputs)
+        _speak_aux_losses(model, out, batch, inputs)["l_mem"].backward()
+        return sum(float(p.grad.abs().sum()) for n, p in model.named_parameters()
+                   if p.grad is not None and not n.startswith("boundary_source"))
+
+    assert encoder_grad() == 0.0
+    assert encoder_grad(detach_features=False) > 0.0
