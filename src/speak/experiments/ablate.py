@@ -54,7 +54,7 @@ def write_ablation_outputs(out: Path, records: list[dict[str, Any]], variants: S
     tests = R.ablation_tests(records, variants, corpora, reference=REFERENCE)
     R.write_json(out / "significance.json", tests)
     t3 = [v for v in variants if v in TABLE3_VARIANTS or v.startswith("speak-theta-")]
-    t5 = [REFERENCE] + [v for v in variants if v in TABLE5_VARIANTS and v != REFERENCE]
+    t5 = [REFERENCE] + [v for v in variants if v != REFERENCE and v not in t3]  # Table 5 and other optimisation variants
     tables = []
     if len(t3) > 1 or len(t5) <= 1:
         tables.append(R.ablation_table(records, t3, corpora, reference=REFERENCE,
