@@ -164,3 +164,17 @@ def test_cli_train_and_generate(corpus, tmp_path):
     assert res2.output == res.output
     res = runner.invoke(app, ["train", "--tokenizer", "chars", "--corpus", str(corpus), "--out", str(tmp_path / "h")])
     assert isinstance(res.exception, SpeakError) and "--tokenizer applies" in str(res.exception)
+
+
+def test_sdllm_converts_a_trained_run(corpus, tmp_path):
+    """`speak sdllm RUN`: the spike-driven copy of a trained transformer is evaluated on the same test windows."""
+    from speak.cli import app
+
+    out = tmp_path / "tf"
+    token_lm.run(_cfg(corpus, out, steps=3), model="transformer", tokenizer="chars")
+    res = CliRunner().invoke(app, ["sdllm", str(out), "--time-steps", "8", "--windows", "4"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((out / "sdllm.json").read_text())
+    assert math.isfinite(rec["bpc_float"]) and math.isfinite(rec["bpc_sdllm"])
+    assert abs(rec["bpc_change"]) < 1.0  # 8 levels keep a tiny model close to its float twin
+    assert 0.0 < rec["firing_rate"] <= 1.0

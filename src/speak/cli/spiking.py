@@ -37,6 +37,20 @@ def _decode(ids: list[int], vocab: list[str] | None) -> str:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    @app.command("sdllm")
+    def sdllm(
+        run: Path = typer.Argument(..., help="a token-LM run folder (speak train --model transformer ...)"),
+        time_steps: int = typer.Option(4, help="spikes per activation at most (integer levels -T..T)"),
+        windows: int = typer.Option(64, help="test windows evaluated (0 = all)"),
+    ) -> None:
+        """SDLLM: convert a trained LM into a spike-driven one; print the BPC change and the firing rate."""
+        from speak.experiments.sdllm_run import convert_run
+
+        r = convert_run(run, time_steps=time_steps, max_windows=windows or None)
+        print(f"{r['model']} -> SDLLM (T={time_steps}): test BPC {r['bpc_float']:.4f} -> {r['bpc_sdllm']:.4f} "
+              f"({r['bpc_change']:+.4f}); firing rate {r['firing_rate']:.3f}; "
+              f"{r['energy_pj_per_char']:.0f} pJ/char; wrote {run / 'sdllm.json'}")
+
     @app.command("energy")
     def energy(
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="model dir (config.json + safetensors)"),
