@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_tokenize.py [CORPUS ...] [--json]
 
-Default corpora: every *.txt.xz in /work/shared/corpora when present, else the embedded corpus.
+Default corpora: every *.txt.xz in ../shared/corpora (or $SPEAK_SHARED_CORPORA) when present, else the embedded corpus.
 """
 
 from __future__ import annotations

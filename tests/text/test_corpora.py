@@ -28,7 +28,7 @@ from speak.text import (
 )
 
 SAMPLE = "First line ✓\r\nsecond — line 😀\n\nשלום\n"
-SHARED_CORPORA = Path("/work/shared/corpora")
+SHARED_CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
 
 
 @pytest.mark.parametrize(
@@ -257,10 +257,10 @@ def test_cc100_streams_and_caps(monkeypatch):
 def test_round_trip_on_every_line_of_shared_corpora():
     """Eq. 5 is lossless on every line of the real corpora (vectorised: one spike array per corpus)."""
     if not SHARED_CORPORA.is_dir():
-        pytest.skip("no /work/shared/corpora on this machine")
+        pytest.skip("no ../shared/corpora beside this checkout")
     files = sorted(SHARED_CORPORA.glob("*.txt.xz"))
     if not files:
-        pytest.skip("no corpora in /work/shared/corpora")
+        pytest.skip("no corpora in ../shared/corpora")
     rng = np.random.default_rng(0)
     for f in files:
         text = read_text(f)

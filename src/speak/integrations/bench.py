@@ -30,7 +30,7 @@ import numpy as np
 
 from speak.errors import SpeakError
 
-SHARED_CORPORA = Path("/work/shared/corpora")
+SHARED_CORPORA = Path(os.environ.get("SPEAK_SHARED_CORPORA", "../shared/corpora"))  # beside a checkout
 
 
 @dataclass
