@@ -34,6 +34,7 @@ def test_finished_runs_are_not_rerun(tmp_path):
     runner = FakeRunner()
     res = C.compare(["/x/en.txt"], "vanilla,speak", preset="cpu-tiny", seeds=2, steps=3, out=out, runner=runner,
                     quiet=True, plots=False)
+    assert len(res["records"]) == 4
     assert ("speak", "/x/en.txt", 1) not in runner.calls
     assert len(runner.calls) == 3
     recs = json.loads((out / "results.json").read_text())

@@ -8,8 +8,6 @@ Under ``torchrun`` the same command trains data-parallel (only rank 0 writes fil
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Optional
 

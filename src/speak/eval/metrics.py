@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speak.errors import SpeakError
 from speak.train.data import EvalWindow, count_eval_windows, eval_windows
 
 LN2 = math.log(2.0)
@@ -281,7 +280,7 @@ def train_and_evaluate(cfg, *, resume: bool = False, plugins=()) -> dict[str, An
     """What ``speak train`` does: prepare data and model, train (DDP under torchrun), evaluate on the test split,
     write ``OUT/metrics.json`` (rank 0, atomically). Returns the metrics (rank 0) or {} (other ranks)."""
     from speak.train import trainer as T
-    from speak.train.checkpoint import atomic_write_json
+    from speak.atomic import atomic_write_json
 
     dist_info = T.init_distributed(cfg.device)
     out_dir = Path(cfg.out)
@@ -329,7 +328,8 @@ def evaluate_run(run_dir: str | Path, *, corpus: str | None = None, write: bool 
     """Re-evaluate a run's last checkpoint on the test split of its corpus (or of ``corpus``, encoded with the run's
     vocabulary). Writes ``RUN/eval.json`` (or ``eval-<corpus>.json``) atomically and returns the metrics."""
     from speak.train import trainer as T
-    from speak.train.checkpoint import atomic_write_json, load_checkpoint, load_model_weights
+    from speak.atomic import atomic_write_json
+    from speak.train.checkpoint import load_checkpoint, load_model_weights
 
     run_dir = Path(run_dir)
     cfg, vocab = T.read_run_files(run_dir)

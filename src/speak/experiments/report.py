@@ -382,7 +382,7 @@ def _clean_json(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Strict JSON (NaN/inf -> null), written atomically."""
-    from speak.train.checkpoint import atomic_write_text
+    from speak.atomic import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -502,7 +502,7 @@ def write_report(out_dir: str | Path, title: str, tables: Sequence[Table], recor
                 figures.append(("Example learned segmentation (hard resets: red, soft resets: blue dashed)", p))
     md = render_markdown(title, tables, figures, notes, base=out_dir)
     page = render_html(title, tables, figures, notes)
-    from speak.train.checkpoint import atomic_write_text
+    from speak.atomic import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "report.md", md)

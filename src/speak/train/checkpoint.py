@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speak.atomic import atomic_write_json, atomic_write_text, fsync_dir  # noqa: F401 (re-exported)
+from speak.atomic import fsync_dir
 from speak.errors import SpeakError
 
 FORMAT = "speak.checkpoint"

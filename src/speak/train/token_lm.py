@@ -434,7 +434,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
     """What ``speak train --model M --tokenizer TOK`` does (module doc). Returns the metrics (rank 0) or {}."""
     from speak.integrations.segment_vocab import SegmentVocab
     from speak.train import trainer as T
-    from speak.train.checkpoint import atomic_write_json
+    from speak.atomic import atomic_write_json
 
     kwargs, vocab_size = model_kwargs(cfg, model)
     parse_tokenizer(tokenizer)
@@ -488,7 +488,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
     if dist_info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         from speak.train.config import dump_yaml
-        from speak.train.checkpoint import atomic_write_text
+        from speak.atomic import atomic_write_text
 
         atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_json(out_dir / "config.json", cfg.to_dict())

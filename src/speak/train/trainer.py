@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from speak.atomic import atomic_write_json, atomic_write_text
 from speak.errors import SpeakError
 from speak.train.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
     find_checkpoint,
     load_checkpoint,
     load_model_weights,
