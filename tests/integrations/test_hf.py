@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from speak.errors import SpeakError
 from speak.integrations.hf import SpeakHFTokenizer, force_boundaries, word_starts
-from speak.integrations.segment_vocab import SegmentVocab
+from speak.text.segment_vocab import SegmentVocab
 
 
 def test_segment_vocab_keeps_every_char_and_falls_back():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from speak.eval.energy import ENERGY_CONSTANTS, is_spike_tensor, measure_energy, tokenizer_scan_energy
+from speak.lm.energy import ENERGY_CONSTANTS, is_spike_tensor, measure_energy, tokenizer_scan_energy
 from speak.lm.spiking.spikegpt import SpikeGPT, SpikeGPTConfig
 
 

@@ -67,7 +67,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from rich.table import Table
 
         from speak.errors import SpeakError
-        from speak.eval.energy import ENERGY_CONSTANTS, measure_energy, tokenizer_scan_energy
+        from speak.lm.energy import ENERGY_CONSTANTS, measure_energy, tokenizer_scan_energy
         from speak.lm.spiking.io import load_model
         from speak.lm.spiking.presets import build_preset
 

@@ -21,7 +21,7 @@ from transformers.tokenization_utils_base import AddedToken, BatchEncoding, Padd
 
 from speak.atomic import atomic_write_json
 from speak.errors import SpeakError
-from speak.integrations.segment_vocab import BOS, EOS, MASK, PAD, UNK, SegmentVocab
+from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK, SegmentVocab
 from speak.text.segment import token_offsets
 
 HF_CONFIG_FILE = "speak_hf_tokenizer.json"

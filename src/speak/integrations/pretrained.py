@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from speak.errors import SpeakError
-from speak.integrations.segment_vocab import BOS, EOS, MASK, PAD, UNK
+from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK
 
 IGNORE = -100
 XNLI_LABELS = ("entailment", "neutral", "contradiction")

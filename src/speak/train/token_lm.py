@@ -8,7 +8,7 @@ Pipeline (``run``):
 2. Segment each split with the tokenizer (``Segmenter``): ``speak`` = the SPEAK tokenizer (default model, or
    ``speak:DIR``) scanned line by line, each newline its own segment; ``chars`` = one segment per character;
    ``sentencepiece[:N]`` = a SentencePiece Unigram of N pieces (default 8000) trained on the train split, saved in the run.
-3. Build a frequency-ranked segment vocabulary on the **train split** (``speak.integrations.segment_vocab``): every
+3. Build a frequency-ranked segment vocabulary on the **train split** (``speak.text.segment_vocab``): every
    character seen plus the most frequent segments up to ``model.vocab_size`` ids; a segment that is not an entry
    falls back to its greedy longest-prefix pieces, ending in single characters, and an unseen character becomes
    ``<unk>`` (one id per character). So every text is encodable and each id knows how many characters it covers.
@@ -164,7 +164,7 @@ class Segmenter:
 # ---------------------------------------------------------------------------------------------- vocabulary / encoding
 def build_vocab(train_segments: list[str], max_size: int):
     """Frequency-ranked segment vocabulary of the train split (every character + the most frequent segments)."""
-    from speak.integrations.segment_vocab import SegmentVocab
+    from speak.text.segment_vocab import SegmentVocab
 
     return SegmentVocab.from_segments(train_segments, max_size=max_size)
 
@@ -316,10 +316,10 @@ def energy_metrics(
     model: nn.Module, split: EncodedSplit, *, seq_len: int, batch_size: int, segmenter: Segmenter | None = None,
     text: str | None = None, constants: str = "45nm-fp32",
 ) -> dict[str, Any]:
-    """Firing rate and energy per character with the run-time hooks (``speak.eval.energy``) on one test batch of
+    """Firing rate and energy per character with the run-time hooks (``speak.lm.energy``) on one test batch of
     ``batch_size`` windows of ``seq_len`` tokens (the split's start); plus the SPEAK tokenizer's scan per character
     when the tokenization is ``speak`` (priced over ``text``, the test split)."""
-    from speak.eval.energy import measure_energy, tokenizer_scan_energy
+    from speak.lm.energy import measure_energy, tokenizer_scan_energy
 
     device = next(model.parameters()).device
     n = split.ids.size
@@ -432,7 +432,7 @@ def _read_lm_file(run_dir: Path) -> dict[str, Any]:
 
 def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> dict[str, Any]:
     """What ``speak train --model M --tokenizer TOK`` does (module doc). Returns the metrics (rank 0) or {}."""
-    from speak.integrations.segment_vocab import SegmentVocab
+    from speak.text.segment_vocab import SegmentVocab
     from speak.train import trainer as T
     from speak.atomic import atomic_write_json
 
@@ -596,7 +596,7 @@ def is_run_dir(path: str | Path) -> bool:
 
 def load_run(run_dir: str | Path):
     """(model in eval mode, segment vocabulary, segmenter, lm.json info) of a finished run folder."""
-    from speak.integrations.segment_vocab import SegmentVocab
+    from speak.text.segment_vocab import SegmentVocab
     from speak.lm.spiking.io import load_model
 
     run_dir = Path(run_dir)
