@@ -107,6 +107,11 @@ def plot_segmentation(
     fig.suptitle(title or f"{n} characters, {n_tok} tokens (SF {n / n_tok:.2f}); "
                           f"{int(hard.sum())} hard, {int(soft.sum())} soft resets", fontsize=10)
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=5, frameon=False)
+    return _save(plt, fig, path, dpi)
+
+
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write the PNG (creating its folder) and free the figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,9 +156,4 @@ def plot_lines(
         ax.grid(alpha=0.3)
         if ser:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi)
