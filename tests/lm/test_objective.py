@@ -163,7 +163,7 @@ def test_speak_losses_match_their_equations():
     out = model(inputs)
     got = _speak_aux_losses(model, out, batch, inputs)
     tok = out.boundary.tokenizer
-    want_mem = membrane_loss(tok.u, tok.current, batch.boundary_targets, alpha=1.3, beta=0.5)
+    want_mem = membrane_loss(tok.u, tok.current, batch.boundary_targets, alpha=1.3, beta=0.5, balanced=True)
     e_hat = reset_targets_from_entropy(predictive_entropy(out.logits), tok.s, ratio=0.2)
     torch.testing.assert_close(got["l_mem"], want_mem)
     torch.testing.assert_close(got["l_reset"], reset_loss(tok.mask_logits, e_hat))

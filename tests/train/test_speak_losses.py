@@ -29,6 +29,11 @@ def test_membrane_loss_by_hand_and_second_term():
     assert membrane_loss(u, I, s_hat, second_term=False).item() == pytest.approx(float((errs[1] + errs[2]) / 2), rel=1e-6)
     valid = torch.tensor([[True, True, False]])
     assert membrane_loss(u, I, s_hat, valid=valid).item() == pytest.approx(float((errs[0] + errs[1]) / 2), rel=1e-6)
+    # balanced: the one silent position weighs as much as the two spiking ones together
+    balanced = 0.5 * (errs[0] + (errs[1] + errs[2]) / 2)
+    assert membrane_loss(u, I, s_hat, balanced=True).item() == pytest.approx(float(balanced), rel=1e-6)
+    assert membrane_loss(u, I, s_hat, valid=valid, balanced=True).item() == pytest.approx(
+        float(0.5 * (errs[0] + errs[1])), rel=1e-6)
 
 
 def test_membrane_loss_targets_are_detached_from_current():

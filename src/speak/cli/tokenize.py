@@ -241,7 +241,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         out: Path = typer.Option(..., help="output tokenizer directory"),
         steps: int = typer.Option(1500), batch_size: int = typer.Option(32), seq_len: int = typer.Option(256),
         lr: float = typer.Option(3e-3), alpha: float = typer.Option(1.2), beta: float = typer.Option(0.6),
-        char_dim: int = typer.Option(128), encoder: str = typer.Option("char-mlp"),
+        char_dim: int = typer.Option(128),
+        encoder: str = typer.Option("char-mlp", help="char-mlp (the paper's) | char-mlp-2 | char-ngram (hashed causal n-grams)"),
+        ngram_order: int = typer.Option(3, help="char-ngram: longest n-gram"),
+        ngram_buckets: int = typer.Option(16384, help="char-ngram: hash buckets per order"),
+        balanced: bool = typer.Option(False, "--balanced/--no-balanced",
+                                      help="weigh L_mem's spiking and silent positions equally"),
         tanh: bool = typer.Option(True, "--tanh/--no-tanh"), theta: float = typer.Option(0.8),
         reset_mode: str = typer.Option("entropy-aware"),
         anchor: str = typer.Option("start", help="where exemplar boundaries sit: start (causally observable) | end"),
@@ -256,7 +261,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                           alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
-                          reset_mode=reset_mode, anchor=anchor, seed=seed)
+                          reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
+                          ngram_buckets=ngram_buckets, balanced=balanced)
         text = load_corpus(corpus)
         with _step_progress(steps, quiet) as advance:
             tokenizer, metrics, _ = fit_tokenizer(text, cfg, progress=advance)

@@ -8,7 +8,7 @@ from typing import Any
 from speak.errors import SpeakError
 from speak.neuron.modes import ResetMode
 
-ENCODERS = ("char-mlp", "char-mlp-2", "features")
+ENCODERS = ("char-mlp", "char-mlp-2", "char-ngram", "features")
 LINEAR1 = ("linear", "mlp")
 
 
@@ -17,8 +17,10 @@ class TokenizerConfig:
     """The tokenizer T = LIF o Linear1 o ContextEncoder (Eq. 2) and C = Linear2 o ContextEncoder (Eq. 7).
 
     encoder: `char-mlp` (embedding -> Linear -> LayerNorm -> GELU, per character; the standalone setting),
-             `char-mlp-2` (two such blocks), or `features` (an outer model's hidden states, e.g. the hourglass
-             pre-layers, are the encoder: the GTok setting; `feature_dim` is their width).
+             `char-mlp-2` (two such blocks), `char-ngram` (the per-character block plus hashed embeddings of the
+             n-grams of orders 2..`ngram_order` ending at t, `ngram_buckets` rows each; causal, still a table
+             lookup at inference; not in the paper), or `features` (an outer model's hidden states, e.g. the
+             hourglass pre-layers, are the encoder: the GTok setting; `feature_dim` is their width).
     linear1: `linear` (one Linear to the current) or `mlp` (DTP's boundary MLP d -> 4d -> GELU -> 1); `tanh`
              squashes the current into (-1, 1) (Table 7: Linear + tanh is best standalone).
     """
@@ -26,6 +28,8 @@ class TokenizerConfig:
     vocab_size: int
     encoder: str = "char-mlp"
     char_dim: int = 128
+    ngram_order: int = 3
+    ngram_buckets: int = 16384
     feature_dim: int = 0
     linear1: str = "linear"
     tanh: bool = True
@@ -52,6 +56,13 @@ class TokenizerConfig:
             raise SpeakError("tokenizer config: encoder 'features' needs feature_dim > 0")
         if self.encoder != "features" and self.char_dim <= 0:
             raise SpeakError(f"tokenizer config: char_dim must be > 0, got {self.char_dim}")
+        if self.encoder == "char-ngram":
+            if self.ngram_order < 2 or self.ngram_buckets < 1:
+                raise SpeakError(f"tokenizer config: char-ngram needs ngram_order >= 2 and ngram_buckets >= 1, got "
+                                 f"{self.ngram_order} and {self.ngram_buckets}")
+            if self.linear1 != "linear":
+                raise SpeakError("tokenizer config: char-ngram needs linear1 'linear' (table-lookup inference sums "
+                                 "per-n-gram currents)")
         if not 0.0 <= self.theta <= 1.0:
             raise SpeakError(f"tokenizer config: theta must lie in [0, 1], got {self.theta}")
         try:
@@ -67,6 +78,11 @@ class TokenizerConfig:
     @property
     def per_character(self) -> bool:
         """True when I_t and e_t depend on c_t alone, so inference can be a table lookup (SPEC section 3)."""
+        return self.encoder in ("char-mlp", "char-mlp-2")
+
+    @property
+    def table_lookup(self) -> bool:
+        """True when inference can run from lookup tables: per-character or hashed n-gram encoders."""
         return self.encoder.startswith("char-")
 
     def to_dict(self) -> dict[str, Any]:

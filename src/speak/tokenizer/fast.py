@@ -1,4 +1,4 @@
-"""A torch-free SPEAK tokenizer for per-character models: the vocabulary, the lookup tables and the compiled scan.
+"""A torch-free SPEAK tokenizer for per-character and hashed n-gram models: the vocabulary, the lookup tables and the compiled scan.
 
 `speak tokenize` streams through it, so tokenizing a large file needs numpy and numba only (no torch in memory).
 It reads the same tokenizer directory as `SpeakTokenizer` and validates it with the same checks.
@@ -16,7 +16,7 @@ import numpy as np
 from speak.errors import SpeakError
 from speak.text.segment import segment, token_offsets
 from speak.text.vocab import CharVocab
-from speak.tokenizer.lookup import LookupTables
+from speak.tokenizer.lookup import LookupTables, NGramLookupTables
 
 CONFIG_FILE = "speak_tokenizer.json"
 WEIGHTS_FILE = "speak_tokenizer.safetensors"
@@ -83,12 +83,12 @@ class Segmenter:
 
 
 class FastSpeakTokenizer(Segmenter):
-    """Per-character SPEAK tokenizer without torch (same results as `SpeakTokenizer`). Each text is one sequence:
+    """Table-lookup SPEAK tokenizer without torch (same results as `SpeakTokenizer`). Each text is one sequence:
     the neuron starts at u_reset."""
 
-    def __init__(self, vocab: CharVocab, tables: LookupTables):
-        if tables.current.shape[0] != len(vocab):
-            raise SpeakError(f"lookup tables have {tables.current.shape[0]} entries but the vocabulary {len(vocab)}")
+    def __init__(self, vocab: CharVocab, tables: LookupTables | NGramLookupTables):
+        if tables.vocab_size != len(vocab):
+            raise SpeakError(f"lookup tables cover {tables.vocab_size} characters but the vocabulary {len(vocab)}")
         self.vocab, self.tables = vocab, tables
 
     @classmethod
@@ -99,7 +99,7 @@ class FastSpeakTokenizer(Segmenter):
     def from_pretrained(cls, directory: str | Path) -> "FastSpeakTokenizer":
         doc, _ = read_tokenizer_dir(directory)
         if "lookup" not in doc:
-            raise SpeakError(f"{directory}: no lookup tables (not a per-character tokenizer); use SpeakTokenizer")
+            raise SpeakError(f"{directory}: no lookup tables (not a table-lookup tokenizer); use SpeakTokenizer")
         try:
             tables = LookupTables.from_dict(doc["lookup"])
         except (KeyError, TypeError, ValueError) as err:

@@ -1,5 +1,7 @@
-"""Table-lookup inference for per-character encoders (SPEC section 3): I_t and e_t depend on c_t alone, so they are
-computed once per vocabulary entry and the compiled scan (Eq. 1 + 10) runs over the id stream.
+"""Table-lookup inference (SPEC section 3). Per-character encoders: I_t and e_t depend on c_t alone, so they are
+computed once per vocabulary entry and the compiled scan (Eq. 1 + 10) runs over the id stream. Hashed n-gram
+encoders: I_t (before tanh) and e_t are sums of one number per table key (the character and each n-gram ending at
+t), so the scan sums a few table entries per character.
 
 Torch-free on purpose: `speak tokenize` streams large files through `LookupTables` with numpy and numba only, in a
 fraction of the memory torch needs. The tables are derived from the network (`SpeakTokenizerNet.lookup_tables`)
@@ -64,10 +66,117 @@ class LookupTables:
                 "theta": self.theta, "u_th": self.u_th, "u_reset": self.u_reset, "gamma": self.gamma,
                 "delta": self.delta}
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self.current.shape[0])
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LookupTables":
+    def from_dict(cls, data: dict[str, Any]) -> "LookupTables | NGramLookupTables":
+        if data.get("kind") == NGramLookupTables.KIND:
+            return NGramLookupTables.from_dict(data)
         current = np.asarray(data["current"], dtype=np.float32)
         hard = np.asarray(data["hard"], dtype=bool)
         if current.ndim != 1 or hard.shape != current.shape:
             raise ValueError("lookup tables: current and hard must be 1-D and of equal length")
         return cls(current, hard, *(float(data[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))
+
+
+# Must equal speak.tokenizer.encoders.ngram_keys (kept torch-free here; the parity tests compare them).
+NGRAM_PRIME = 1_000_003
+NGRAM_MODULUS = 2**31 - 1
+HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _ngram_scan_kernel(ids, starts, current, mask, vocab, order, buckets, use_tanh, hard_mode, out, theta, u_th,
+                       u_reset, gamma, delta):
+    """Eq. 1 + 10 with I_t = [tanh](sum of the keys' currents), m_t = 1(sum of the keys' mask logits > 0)."""
+    soft = theta * u_th
+    v = u_reset
+    text_start = 0
+    for t in range(ids.shape[0]):
+        if starts[t]:
+            v = u_reset
+            text_start = t
+        c = ids[t]
+        pre = current[c]
+        e = mask[c]
+        for n in range(2, order + 1):
+            h = np.int64(n)
+            for j in range(t - n + 1, t + 1):  # oldest character first; <pad> (0) before the text starts
+                x = ids[j] if j >= text_start else 0
+                h = (h * NGRAM_PRIME + x + 1) % NGRAM_MODULUS
+            k = vocab + (n - 2) * buckets + h % buckets
+            pre += current[k]
+            e += mask[k]
+        i_t = np.tanh(pre) if use_tanh else pre
+        u = gamma * v + delta * i_t
+        if u >= u_th:
+            out[t] = True
+            if hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0):
+                v = u_reset
+            else:
+                v = u - soft
+        else:
+            out[t] = False
+            v = u
+
+
+@dataclass
+class NGramLookupTables:
+    """Per-key current and mask-logit terms (float32 [V + (order - 1) * buckets]: the characters, then each order's
+    buckets; Linear1's and Linear2's biases sit in the character rows) + how to combine them + the neuron's constants.
+    ``hard_mode``: 0 = hard reset where the summed mask logit > 0, 1 = always, 2 = never (the reset mode applied)."""
+
+    KIND = "ngram"
+
+    current: np.ndarray
+    mask: np.ndarray
+    vocab: int
+    order: int
+    buckets: int
+    tanh: bool
+    hard_mode: int
+    theta: float
+    u_th: float
+    u_reset: float
+    gamma: float
+    delta: float
+
+    def __post_init__(self) -> None:
+        size = self.vocab + (self.order - 1) * self.buckets
+        if self.current.shape != (size,) or self.mask.shape != (size,):
+            raise ValueError(f"n-gram lookup tables must have {size} entries, got {self.current.shape} and "
+                             f"{self.mask.shape}")
+        if self.hard_mode not in (HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER):
+            raise ValueError(f"n-gram lookup tables: unknown hard_mode {self.hard_mode}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab
+
+    def spikes(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+        """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if starts is None:
+            starts = np.zeros(ids.shape[0], dtype=bool)
+            if ids.size:
+                starts[0] = True
+        out = np.empty(ids.shape[0], dtype=bool)
+        f32 = np.float32
+        _ngram_scan_kernel(ids, np.ascontiguousarray(starts, dtype=bool), self.current, self.mask, self.vocab,
+                           self.order, self.buckets, bool(self.tanh), int(self.hard_mode), out, f32(self.theta),
+                           f32(self.u_th), f32(self.u_reset), f32(self.gamma), f32(self.delta))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "current": self.current.astype(np.float64).tolist(),
+                "mask": self.mask.astype(np.float64).tolist(),
+                **{k: getattr(self, k) for k in ("vocab", "order", "buckets", "tanh", "hard_mode", "theta", "u_th",
+                                                 "u_reset", "gamma", "delta")}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NGramLookupTables":
+        return cls(np.asarray(data["current"], dtype=np.float32), np.asarray(data["mask"], dtype=np.float32),
+                   int(data["vocab"]), int(data["order"]), int(data["buckets"]), bool(data["tanh"]),
+                   int(data["hard_mode"]), *(float(data[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))

@@ -14,7 +14,7 @@ from speak.tokenizer.config import TokenizerConfig
 from speak.tokenizer.encoders import make_encoder
 
 if TYPE_CHECKING:  # pragma: no cover
-    from speak.tokenizer.lookup import LookupTables
+    from speak.tokenizer.lookup import LookupTables, NGramLookupTables
 
 
 @dataclass
@@ -71,20 +71,46 @@ class SpeakTokenizerNet(nn.Module):
         u, s, v = self.neuron(current.float(), mask)  # [B, L] each
         return TokenizerOutput(current=current, u=u, s=s, v=v, mask_logits=e, mask=mask)
 
-    def lookup_tables(self) -> "LookupTables":
-        """Per-character currents and hard-reset flags (per-character encoders only): inference as a table lookup."""
+    def lookup_tables(self) -> "LookupTables | NGramLookupTables":
+        """The tables that make inference a lookup (per-character and hashed n-gram encoders only)."""
         from speak.neuron.modes import ResetMode
         from speak.tokenizer.lookup import LookupTables
 
         cfg = self.cfg
+        if cfg.encoder == "char-ngram":
+            return self._ngram_tables()
         if not cfg.per_character:
-            raise ValueError("table lookup needs a per-character encoder (char-mlp*)")
+            raise ValueError("table lookup needs a per-character or n-gram encoder (char-*)")
         with torch.no_grad():
             current, e = self.heads(self.encode(torch.arange(cfg.vocab_size)[None]))  # [1, V] each
         hard, theta = ResetMode.parse(cfg.reset_mode).resolve(e[0] > 0, cfg.theta, (cfg.vocab_size,))
         hard = hard if hard is not None else torch.zeros(cfg.vocab_size, dtype=torch.bool)
         return LookupTables(current[0].float().numpy().copy(), hard.numpy().copy(), theta, cfg.u_th, cfg.u_reset,
                             cfg.gamma, cfg.delta)
+
+    def _ngram_tables(self) -> "NGramLookupTables":
+        """Each key's term of I_t (before tanh) and of e_t: the linear heads applied to the encoder's per-key
+        features, the biases added once, in the character rows."""
+        from speak.neuron.modes import ResetMode
+        from speak.tokenizer import lookup
+
+        cfg = self.cfg
+        with torch.no_grad():
+            feats = self.encoder.key_features()  # [V, D], then [buckets, D] per order
+            cur = [f @ self.linear1.weight[0] for f in feats]  # [V], [buckets], ...
+            msk = [f @ self.linear2.weight[0] for f in feats]
+            cur[0], msk[0] = cur[0] + self.linear1.bias[0], msk[0] + self.linear2.bias[0]
+        probe, theta = ResetMode.parse(cfg.reset_mode).resolve(torch.tensor([True, False]), cfg.theta, (2,))
+        if probe is None:
+            hard_mode = lookup.HARD_NEVER
+        elif bool(probe.all()):
+            hard_mode = lookup.HARD_ALWAYS
+        else:
+            hard_mode = lookup.HARD_FROM_MASK
+        return lookup.NGramLookupTables(
+            torch.cat(cur).float().numpy().copy(), torch.cat(msk).float().numpy().copy(), cfg.vocab_size,
+            cfg.ngram_order, cfg.ngram_buckets, cfg.tanh, hard_mode, theta, cfg.u_th, cfg.u_reset, cfg.gamma,
+            cfg.delta)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -49,7 +49,7 @@ class SpeakTokenizer(Segmenter):
 
     # ------------------------------------------------------------------ inference
     def _lookup(self) -> FastSpeakTokenizer | None:
-        if self._fast is None and self.config.per_character:
+        if self._fast is None and self.config.table_lookup:
             self._fast = FastSpeakTokenizer(self.vocab, self.net.lookup_tables())
         return self._fast
 
@@ -88,7 +88,7 @@ class SpeakTokenizer(Segmenter):
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
             "meta": self.meta,
         }
-        if self.config.per_character:  # derived from the weights above, for torch-free inference
+        if self.config.table_lookup:  # derived from the weights above, for torch-free inference
             doc["lookup"] = self.net.lookup_tables().to_dict()
         atomic_write_json(directory / CONFIG_FILE, doc)
         return directory

@@ -47,8 +47,11 @@ class MimicConfig:
     alpha: float = 1.2
     beta: float = 0.6
     second_term: bool = True
-    encoder: str = "char-mlp"
+    balanced: bool = False  # L_mem's spiking / silent sums weighted equally (speak.train.spiking_losses)
+    encoder: str = "char-mlp"  # or char-mlp-2, char-ngram (TokenizerConfig)
     char_dim: int = 128
+    ngram_order: int = 3  # char-ngram only
+    ngram_buckets: int = 16384  # char-ngram only
     tanh: bool = True
     theta: float = 0.8
     reset_mode: str = "entropy-aware"
@@ -147,7 +150,8 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
                            cfg.batch_size, cfg.seed)
 
     tcfg = TokenizerConfig(vocab_size=len(vocab), encoder=cfg.encoder, char_dim=cfg.char_dim, tanh=cfg.tanh,
-                           theta=cfg.theta, reset_mode=cfg.reset_mode)
+                           theta=cfg.theta, reset_mode=cfg.reset_mode, ngram_order=cfg.ngram_order,
+                           ngram_buckets=cfg.ngram_buckets)
     net = SpeakTokenizerNet(tcfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -158,7 +162,7 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
         out = net(ids_b)
         l_mem = membrane_loss(out.u, out.current, tgt_b, alpha=cfg.alpha, beta=cfg.beta, u_th=tcfg.u_th,
                               u_reset=tcfg.u_reset, gamma=tcfg.gamma, delta=tcfg.delta, valid=valid_b,
-                              second_term=cfg.second_term)
+                              second_term=cfg.second_term, balanced=cfg.balanced)
         e_hat = reset_targets_from_entropy(ent_b, out.s, ratio=cfg.entropy_ratio, valid=valid_b)
         l_reset = reset_loss(out.mask_logits, e_hat, valid=valid_b)
         loss = l_mem + cfg.reset_weight * l_reset

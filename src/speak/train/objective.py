@@ -71,7 +71,8 @@ def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs
     alpha, beta = source.mem_scales[0], source.mem_scales[1]
     losses = {"l_mem": membrane_loss(
         tok.u, tok.current, batch.boundary_targets.to(tok.u.device), alpha=alpha, beta=beta, u_th=ncfg.u_th,
-        u_reset=ncfg.u_reset, gamma=ncfg.gamma, delta=ncfg.delta, valid=valid, second_term=cfg.mem_second_term)}
+        u_reset=ncfg.u_reset, gamma=ncfg.gamma, delta=ncfg.delta, valid=valid, second_term=cfg.mem_second_term,
+        balanced=cfg.mem_balanced)}
     if ResetMode.parse(ncfg.reset_mode).uses_mask:
         e_hat = reset_targets_from_entropy(predictive_entropy(out.logits), tok.s, ratio=cfg.entropy_ratio,
                                            mode=cfg.entropy_mode, valid=valid)  # [B, L]

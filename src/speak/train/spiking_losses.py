@@ -24,12 +24,15 @@ def membrane_targets(current: torch.Tensor, *, alpha, beta, u_th: float = 1.0, u
 
 def membrane_loss(u: torch.Tensor, current: torch.Tensor, targets: torch.Tensor, *, alpha=1.2, beta=0.6,
                   u_th: float = 1.0, u_reset: float = 0.0, gamma: float = 1.0, delta: float = 1.0,
-                  eps: float = 1e-8, valid: torch.Tensor | None = None, second_term: bool = True) -> torch.Tensor:
+                  eps: float = 1e-8, valid: torch.Tensor | None = None, second_term: bool = True,
+                  balanced: bool = False) -> torch.Tensor:
     """L_mem (Eq. 14): pull u above threshold where the proxy spikes, below it elsewhere.
 
     u, current [B, L]; targets [B, L] in {0, 1} (the proxy s_hat); valid [B, L] bool excludes padding.
     Normalised by the number of valid positions so its scale does not depend on L (SPEC section 2).
     `second_term=False` drops the non-target sum ("w/o 2nd term", Table 5, i.e. Cao et al.'s original loss).
+    `balanced=True` normalises each of the two sums by its own count and averages them, so spiking and silent
+    positions weigh the same whatever the target rate (a choice the paper leaves open; docs/decisions.md).
     """
     fire_target, rest_target = membrane_targets(current, alpha=alpha, beta=beta, u_th=u_th, u_reset=u_reset,
                                                 gamma=gamma, delta=delta, eps=eps)
@@ -38,8 +41,10 @@ def membrane_loss(u: torch.Tensor, current: torch.Tensor, targets: torch.Tensor,
     keep = torch.ones_like(fire) if valid is None else valid.bool()
     if not second_term:
         keep = keep & fire
-    n = keep.sum().clamp(min=1)
-    return (err * keep).sum() / n
+    if balanced and second_term:
+        on, off = keep & fire, keep & ~fire
+        return 0.5 * ((err * on).sum() / on.sum().clamp(min=1) + (err * off).sum() / off.sum().clamp(min=1))
+    return (err * keep).sum() / keep.sum().clamp(min=1)
 
 
 def reset_loss(mask_logits: torch.Tensor, reset_targets: torch.Tensor,
