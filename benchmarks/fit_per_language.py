@@ -3,7 +3,11 @@
 For each corpus: train SentencePiece Unigram (vocab 8000) on its train split, fit a SPEAK tokenizer to mimic it,
 report spike / non-spike accuracy, F1 and SF on the held-out valid split, for each Linear1 variant asked for.
 
-    python benchmarks/fit_per_language.py --corpora ../shared/corpora --steps 600 [--variants tanh,no-tanh] [--json out.json]
+    python benchmarks/fit_per_language.py --corpora ../shared/corpora --steps 600 [--variants tanh,no-tanh,ngram] \
+        [--set alpha=1.4 ...] [--json out.json]
+
+Variants: `tanh` / `no-tanh` (the paper's per-character encoder with / without tanh) and `ngram` (the hashed causal
+n-gram encoder with balanced L_mem, tanh); `--set` overrides MimicConfig fields for every variant.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from speak.text.exemplar import load_exemplar
 from speak.train.mimic import MimicConfig, _lines, fit_tokenizer
 
 
+VARIANTS = {
+    "tanh": {"tanh": True},
+    "no-tanh": {"tanh": False},
+    "ngram": {"encoder": "char-ngram", "balanced": True, "tanh": True},
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpora", default="../shared/corpora", help="a folder of *.txt.xz files, or a comma list of specs")
@@ -26,7 +37,12 @@ def main() -> None:
     ap.add_argument("--variants", default="tanh,no-tanh")
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--set", action="append", default=[], help="MimicConfig field=value for every variant")
     args = ap.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = type(getattr(MimicConfig, key))(value) if key != "tanh" else value == "true"
     folder = Path(args.corpora)
     specs = sorted(str(p) for p in folder.glob("*.txt.xz")) if folder.is_dir() else args.corpora.split(",")
     rows = []
@@ -36,7 +52,7 @@ def main() -> None:
         train_lines, _ = _lines(split_corpus(text).train)
         exemplar = load_exemplar(f"sentencepiece:{args.vocab}", texts=train_lines)
         for variant in args.variants.split(","):
-            cfg = replace(MimicConfig(steps=args.steps), tanh=(variant == "tanh"))
+            cfg = replace(MimicConfig(steps=args.steps, **overrides), **VARIANTS[variant])
             t0 = time.time()
             _, m, _ = fit_tokenizer(text, cfg, exemplar=exemplar)
             name = Path(spec).name.split(".")[0]

@@ -50,12 +50,15 @@ def test_grid_two_configs(corpus_slice, tmp_path):
     from speak.train.mimic import MimicConfig
 
     base = MimicConfig(exemplar="sentencepiece:300", batch_size=8, seq_len=64)
-    rows = grid_search(corpus_slice[:60_000], {"encoder": ["char-mlp"], "char_dim": [16, 32]}, steps=4, base=base)
-    assert [r.char_dim for r in rows] == [16, 32]
+    rows = grid_search(corpus_slice[:60_000], {"encoder": ["char-mlp", "char-ngram"], "char_dim": [16, 32],
+                                               "balanced": [True]}, steps=4, base=base)
+    assert [(r.encoder, r.char_dim, r.balanced) for r in rows] == [
+        ("char-mlp", 16, True), ("char-mlp", 32, True), ("char-ngram", 16, True), ("char-ngram", 32, True)]
     for r in rows:
         assert 0 <= r.spike_acc <= 100 and abs(r.acc_sum - r.spike_acc - r.nonspike_acc) < 1e-9
     md = table_markdown(rows)
-    assert "| Linear1 | ContextEncoder |" in md and "| tanh | 1 layer | 1.2 | 0.6 | 16 |" in md
+    assert "| Linear1 | ContextEncoder |" in md and "| tanh | 1 layer | 1.2 | 0.6 | 16 | balanced |" in md
+    assert "| tanh | hashed n-grams | 1.2 | 0.6 | 32 | balanced |" in md
 
 
 def test_grid_cli_writes_files(corpus_slice, tmp_path):

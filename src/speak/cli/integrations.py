@@ -59,7 +59,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         corpus: str = typer.Option("embedded", help="corpus: a text file (.txt/.xz/.gz) or 'embedded'"),
         steps: int = typer.Option(300, help="training steps per configuration"),
         exemplar: str = typer.Option("sentencepiece:8000", help="the segmentation to mimic (see fit-tokenizer)"),
-        encoder: Optional[str] = typer.Option(None, help="comma list: char-mlp,char-mlp-2"),
+        encoder: Optional[str] = typer.Option(None, help="comma list: char-mlp,char-mlp-2,char-ngram"),
+        balanced: Optional[str] = typer.Option(None, help="comma list: true,false (L_mem's two sums weighted equally)"),
         tanh: Optional[str] = typer.Option(None, help="comma list: true,false"),
         alpha: Optional[str] = typer.Option(None, help="comma list, e.g. 1.0,1.2"),
         beta: Optional[str] = typer.Option(None, help="comma list, e.g. 0.4,0.6"),
@@ -78,6 +79,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         factors = {k: v for k, v in {
             "encoder": parse_values(encoder, str), "tanh": parse_values(tanh, bool),
             "alpha": parse_values(alpha, float), "beta": parse_values(beta, float),
+            "balanced": parse_values(balanced, bool),
             "char_dim": parse_values(char_dim, int)}.items() if v is not None}
         text = load_corpus(corpus, max_chars=max_chars)
         console = Console(stderr=True)

@@ -79,7 +79,7 @@ def speak_token_ends(tokenizer, lines: Sequence[str]) -> tuple[np.ndarray, np.nd
     the number of tokens of each line. Each line's end closes its last token (Eq. 5)."""
     lookup = tokenizer._lookup()
     if lookup is None:
-        raise SpeakError("the fast path needs a per-character tokenizer (encoder char-mlp*)")
+        raise SpeakError("the fast path needs a table-lookup tokenizer (encoder char-mlp*, char-ngram)")
     lengths = np.fromiter((len(t) for t in lines), dtype=np.int64, count=len(lines))
     ids = tokenizer.vocab.encode_array("".join(lines))  # [N]
     bounds = np.concatenate(([0], np.cumsum(lengths)))

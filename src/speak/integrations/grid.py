@@ -1,7 +1,8 @@
 """Stage-1 grid search over the Table 7 factors (paper App. C.2): mimic an exemplar, report spike accuracies.
 
 Factors (all optional; missing ones keep MimicConfig's defaults, the paper's final configuration):
-``encoder`` (``char-mlp`` = "1 layer" Linear-LN-GELU, ``char-mlp-2`` = two such blocks), ``tanh`` (Linear1 with or
+``encoder`` (``char-mlp`` = "1 layer" Linear-LN-GELU, ``char-mlp-2`` = two such blocks, ``char-ngram`` = hashed causal
+n-grams, ours), ``balanced`` (L_mem's two sums weighted equally, ours), ``tanh`` (Linear1 with or
 without tanh), ``alpha``, ``beta`` (L_mem, Eq. 14) and ``char_dim``. The paper's hourglass ContextEncoders are not
 per-character and are not part of this grid. One exemplar is trained once and shared by every configuration.
 """
@@ -18,8 +19,8 @@ from typing import Any, Callable, Sequence
 from speak.atomic import atomic_write_json, atomic_write_text
 from speak.errors import SpeakError
 
-FACTORS = ("encoder", "tanh", "alpha", "beta", "char_dim")
-ENCODER_NAMES = {"char-mlp": "1 layer", "char-mlp-2": "2 layers"}
+FACTORS = ("encoder", "tanh", "alpha", "beta", "char_dim", "balanced")
+ENCODER_NAMES = {"char-mlp": "1 layer", "char-mlp-2": "2 layers", "char-ngram": "hashed n-grams"}
 
 
 @dataclass
@@ -36,6 +37,7 @@ class GridRow:
     sf: float
     exemplar_sf: float
     seconds: float
+    balanced: bool = False
 
 
 def expand(factors: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -71,7 +73,7 @@ def grid_search(text: str, factors: dict[str, Sequence[Any]], steps: int = 300, 
         _, m, _ = fit_tokenizer(text, cfg, exemplar=exemplar)
         row = GridRow(cfg.encoder, cfg.tanh, cfg.alpha, cfg.beta, cfg.char_dim, 100 * m.spike_acc,
                       100 * m.nonspike_acc, 100 * (m.spike_acc + m.nonspike_acc), m.f1, m.sf, m.exemplar_sf,
-                      time.perf_counter() - t)
+                      time.perf_counter() - t, cfg.balanced)
         rows.append(row)
         if progress is not None:
             progress(i, len(configs), row)
@@ -80,11 +82,11 @@ def grid_search(text: str, factors: dict[str, Sequence[Any]], steps: int = 300, 
 
 def table_markdown(rows: Sequence[GridRow]) -> str:
     """Table 7's layout: Linear1, ContextEncoder, alpha, beta, char dim, spike acc, non-spike acc, acc sum."""
-    out = ["| Linear1 | ContextEncoder | alpha | beta | char dim | Spike Acc | Non-spike Acc | Acc Sum |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["| Linear1 | ContextEncoder | alpha | beta | char dim | L_mem | Spike Acc | Non-spike Acc | Acc Sum |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {'tanh' if r.tanh else 'no tanh'} | {ENCODER_NAMES.get(r.encoder, r.encoder)} | {r.alpha:g} | "
-                   f"{r.beta:g} | {r.char_dim} | {r.spike_acc:.2f} | {r.nonspike_acc:.2f} | {r.acc_sum:.2f} |")
+                   f"{r.beta:g} | {r.char_dim} | {'balanced' if r.balanced else 'mean'} | {r.spike_acc:.2f} | {r.nonspike_acc:.2f} | {r.acc_sum:.2f} |")
     return "\n".join(out) + "\n"
 
 
