@@ -13,21 +13,21 @@ from speak.tokenizer.fast import FastSpeakTokenizer
 TEXT = "In the beginning God created the heavens and the earth.\nThe earth was formless and empty.\n"
 
 
-def _plain_key(ids: list[int], t: int, n: int, buckets: int) -> int:
-    """The key's definition, transcribed: the n characters ending at t, <pad> (0) before the text."""
-    h = n
-    for j in range(t - n + 1, t + 1):
-        h = (h * NGRAM_PRIME + (ids[j] if j >= 0 else 0) + 1) % NGRAM_MODULUS
+def _plain_key(ids: list[int], t: int, n: int, buckets: int, r: int = 0) -> int:
+    """The key's definition, transcribed: the n characters ending at t + r, <pad> (0) outside the text."""
+    h = n + 1000 * r
+    for j in range(t + r - n + 1, t + r + 1):
+        h = (h * NGRAM_PRIME + (ids[j] if 0 <= j < len(ids) else 0) + 1) % NGRAM_MODULUS
     return h % buckets
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_ngram_keys_follow_their_definition(n):
+@pytest.mark.parametrize("n,r", [(2, 0), (3, 0), (5, 0), (2, 1), (3, 2)])
+def test_ngram_keys_follow_their_definition(n, r):
     rng = np.random.default_rng(n)
     ids = rng.integers(1, 300, size=(3, 17))
-    keys = ngram_keys(torch.from_numpy(ids), n, 101).numpy()
+    keys = ngram_keys(torch.from_numpy(ids), n, 101, r).numpy()
     for row in range(3):
-        assert [_plain_key(ids[row].tolist(), t, n, 101) for t in range(17)] == keys[row].tolist()
+        assert [_plain_key(ids[row].tolist(), t, n, 101, r) for t in range(17)] == keys[row].tolist()
 
 
 def test_ngram_keys_see_only_the_past():
@@ -39,22 +39,23 @@ def test_ngram_keys_see_only_the_past():
     assert not torch.equal(a[0, 3:], b[0, 3:])
 
 
-def _ngram_tokenizer(mode: str = "entropy-aware", tanh: bool = True) -> SpeakTokenizer:
+def _ngram_tokenizer(mode: str = "entropy-aware", tanh: bool = True, lookahead: int = 0) -> SpeakTokenizer:
     torch.manual_seed(0)
     vocab = CharVocab.build([TEXT])
     cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=4, ngram_buckets=97,
-                          tanh=tanh, reset_mode=mode)
+                          ngram_lookahead=lookahead, tanh=tanh, reset_mode=mode)
     net = SpeakTokenizerNet(cfg)
     with torch.no_grad():
-        net.linear1.weight.mul_(2.0)
-        net.linear1.bias.fill_(0.5)
+        net.linear1.weight.mul_(1.0)
+        net.linear1.bias.fill_(0.7)
     return SpeakTokenizer(net, vocab)
 
 
+@pytest.mark.parametrize("lookahead", [0, 2])
 @pytest.mark.parametrize("tanh", [True, False])
 @pytest.mark.parametrize("mode", ["entropy-aware", "all-hard", "all-soft", "no-reset", "hard-no-reset"])
-def test_ngram_lookup_scan_matches_network(mode, tanh):
-    tok = _ngram_tokenizer(mode, tanh)
+def test_ngram_lookup_scan_matches_network(mode, tanh, lookahead):
+    tok = _ngram_tokenizer(mode, tanh, lookahead)
     tables = tok.net.lookup_tables()
     fired = []
     for line in TEXT.splitlines():
@@ -66,8 +67,9 @@ def test_ngram_lookup_scan_matches_network(mode, tanh):
     assert 0 < np.mean(fired) < 1
 
 
-def test_ngram_tokenizer_saves_loads_and_streams_without_torch(tmp_path):
-    tok = _ngram_tokenizer()
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_ngram_tokenizer_saves_loads_and_streams_without_torch(tmp_path, lookahead):
+    tok = _ngram_tokenizer(lookahead=lookahead)
     tok.save_pretrained(tmp_path / "tk")
     fast = FastSpeakTokenizer.from_pretrained(tmp_path / "tk")
     again = SpeakTokenizer.from_pretrained(tmp_path / "tk")
@@ -83,3 +85,13 @@ def test_ngram_config_errors():
         TokenizerConfig(vocab_size=10, encoder="char-ngram", ngram_order=1)
     with pytest.raises(SpeakError, match="linear1 'linear'"):
         TokenizerConfig(vocab_size=10, encoder="char-ngram", linear1="mlp")
+    with pytest.raises(SpeakError, match="ngram_lookahead >= 0"):
+        TokenizerConfig(vocab_size=10, encoder="char-ngram", ngram_lookahead=-1)
+
+
+def test_lookahead_is_refused_as_the_lms_boundary_source():
+    from speak.lm.boundaries import BoundaryConfig, make_boundary_source
+
+    cfg = BoundaryConfig(name="speak", speak={"encoder": "char-ngram", "linear1": "linear", "ngram_lookahead": 1})
+    with pytest.raises(SpeakError, match="must not see"):
+        make_boundary_source(cfg, 16, 10, None)

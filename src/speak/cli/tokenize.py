@@ -245,6 +245,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         encoder: str = typer.Option("char-mlp", help="char-mlp (the paper's) | char-mlp-2 | char-ngram (hashed causal n-grams)"),
         ngram_order: int = typer.Option(3, help="char-ngram: longest n-gram"),
         ngram_buckets: int = typer.Option(16384, help="char-ngram: hash buckets per order"),
+        ngram_lookahead: int = typer.Option(0, help="char-ngram: also read n-grams ending up to K characters ahead"),
         balanced: bool = typer.Option(False, "--balanced/--no-balanced",
                                       help="weigh L_mem's spiking and silent positions equally"),
         tanh: bool = typer.Option(True, "--tanh/--no-tanh"), theta: float = typer.Option(0.8),
@@ -262,7 +263,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                           alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
                           reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
-                          ngram_buckets=ngram_buckets, balanced=balanced)
+                          ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
         text = load_corpus(corpus)
         with _step_progress(steps, quiet) as advance:
             tokenizer, metrics, _ = fit_tokenizer(text, cfg, progress=advance)

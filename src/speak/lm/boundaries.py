@@ -330,6 +330,8 @@ class SpeakBoundaries(BoundarySource):
             tok_cfg = TokenizerConfig(**opts)
         except TypeError as exc:  # unknown keyword
             raise SpeakError(f"bad boundary.speak options {sorted(cfg.speak)}: {exc}") from exc
+        if tok_cfg.encoder == "char-ngram" and tok_cfg.ngram_lookahead > 0:
+            raise SpeakError("boundary.speak: ngram_lookahead reads future characters, which the LM must not see")
         self.net = SpeakTokenizerNet(tok_cfg)
         scales = torch.tensor([cfg.mem_alpha, cfg.mem_beta])  # L_mem's (alpha, beta), Eq. 14
         if cfg.learn_mem_scales:

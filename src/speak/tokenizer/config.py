@@ -18,8 +18,9 @@ class TokenizerConfig:
 
     encoder: `char-mlp` (embedding -> Linear -> LayerNorm -> GELU, per character; the standalone setting),
              `char-mlp-2` (two such blocks), `char-ngram` (the per-character block plus hashed embeddings of the
-             n-grams of orders 2..`ngram_order` ending at t, `ngram_buckets` rows each; causal, still a table
-             lookup at inference; not in the paper), or `features` (an outer model's hidden states, e.g. the
+             n-grams of orders 2..`ngram_order` ending at t, `ngram_buckets` rows each, and with
+             `ngram_lookahead` k > 0 those ending up to k characters later (then no longer causal: standalone
+             use only); still a table lookup at inference; not in the paper), or `features` (an outer model's hidden states, e.g. the
              hourglass pre-layers, are the encoder: the GTok setting; `feature_dim` is their width).
     linear1: `linear` (one Linear to the current) or `mlp` (DTP's boundary MLP d -> 4d -> GELU -> 1); `tanh`
              squashes the current into (-1, 1) (Table 7: Linear + tanh is best standalone).
@@ -30,6 +31,7 @@ class TokenizerConfig:
     char_dim: int = 128
     ngram_order: int = 3
     ngram_buckets: int = 16384
+    ngram_lookahead: int = 0
     feature_dim: int = 0
     linear1: str = "linear"
     tanh: bool = True
@@ -57,9 +59,10 @@ class TokenizerConfig:
         if self.encoder != "features" and self.char_dim <= 0:
             raise SpeakError(f"tokenizer config: char_dim must be > 0, got {self.char_dim}")
         if self.encoder == "char-ngram":
-            if self.ngram_order < 2 or self.ngram_buckets < 1:
-                raise SpeakError(f"tokenizer config: char-ngram needs ngram_order >= 2 and ngram_buckets >= 1, got "
-                                 f"{self.ngram_order} and {self.ngram_buckets}")
+            if self.ngram_order < 2 or self.ngram_buckets < 1 or self.ngram_lookahead < 0:
+                raise SpeakError(f"tokenizer config: char-ngram needs ngram_order >= 2, ngram_buckets >= 1 and "
+                                 f"ngram_lookahead >= 0, got {self.ngram_order}, {self.ngram_buckets} and "
+                                 f"{self.ngram_lookahead}")
             if self.linear1 != "linear":
                 raise SpeakError("tokenizer config: char-ngram needs linear1 'linear' (table-lookup inference sums "
                                  "per-n-gram currents)")

@@ -88,27 +88,33 @@ HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
-def _ngram_scan_kernel(ids, starts, current, mask, vocab, order, buckets, use_tanh, hard_mode, out, theta, u_th,
-                       u_reset, gamma, delta):
+def _ngram_scan_kernel(ids, starts, current, mask, vocab, order, lookahead, buckets, use_tanh, hard_mode, out,
+                       theta, u_th, u_reset, gamma, delta):
     """Eq. 1 + 10 with I_t = [tanh](sum of the keys' currents), m_t = 1(sum of the keys' mask logits > 0)."""
     soft = theta * u_th
     v = u_reset
-    text_start = 0
-    for t in range(ids.shape[0]):
+    text_start, text_end = 0, 0
+    N = ids.shape[0]
+    for t in range(N):
         if starts[t]:
             v = u_reset
-            text_start = t
+            text_start, text_end = t, t + 1
+            while text_end < N and not starts[text_end]:
+                text_end += 1
         c = ids[t]
         pre = current[c]
         e = mask[c]
-        for n in range(2, order + 1):
-            h = np.int64(n)
-            for j in range(t - n + 1, t + 1):  # oldest character first; <pad> (0) before the text starts
-                x = ids[j] if j >= text_start else 0
-                h = (h * NGRAM_PRIME + x + 1) % NGRAM_MODULUS
-            k = vocab + (n - 2) * buckets + h % buckets
-            pre += current[k]
-            e += mask[k]
+        spec = 0
+        for r in range(lookahead + 1):  # the table order of speak.tokenizer.encoders.ngram_specs
+            for n in range(2, order + 1):
+                h = np.int64(n + 1000 * r)
+                for j in range(t + r - n + 1, t + r + 1):  # oldest character first; <pad> (0) outside the text
+                    x = ids[j] if text_start <= j < text_end else 0
+                    h = (h * NGRAM_PRIME + x + 1) % NGRAM_MODULUS
+                k = vocab + spec * buckets + h % buckets
+                pre += current[k]
+                e += mask[k]
+                spec += 1
         i_t = np.tanh(pre) if use_tanh else pre
         u = gamma * v + delta * i_t
         if u >= u_th:
@@ -124,8 +130,8 @@ def _ngram_scan_kernel(ids, starts, current, mask, vocab, order, buckets, use_ta
 
 @dataclass
 class NGramLookupTables:
-    """Per-key current and mask-logit terms (float32 [V + (order - 1) * buckets]: the characters, then each order's
-    buckets; Linear1's and Linear2's biases sit in the character rows) + how to combine them + the neuron's constants.
+    """Per-key current and mask-logit terms (float32 [V + S * buckets]: the characters, then the buckets of each of
+    the S = (order - 1)(lookahead + 1) n-gram kinds; Linear1's and Linear2's biases sit in the character rows) + how to combine them + the neuron's constants.
     ``hard_mode``: 0 = hard reset where the summed mask logit > 0, 1 = always, 2 = never (the reset mode applied)."""
 
     KIND = "ngram"
@@ -134,6 +140,7 @@ class NGramLookupTables:
     mask: np.ndarray
     vocab: int
     order: int
+    lookahead: int
     buckets: int
     tanh: bool
     hard_mode: int
@@ -144,7 +151,7 @@ class NGramLookupTables:
     delta: float
 
     def __post_init__(self) -> None:
-        size = self.vocab + (self.order - 1) * self.buckets
+        size = self.vocab + (self.order - 1) * (self.lookahead + 1) * self.buckets
         if self.current.shape != (size,) or self.mask.shape != (size,):
             raise ValueError(f"n-gram lookup tables must have {size} entries, got {self.current.shape} and "
                              f"{self.mask.shape}")
@@ -165,18 +172,19 @@ class NGramLookupTables:
         out = np.empty(ids.shape[0], dtype=bool)
         f32 = np.float32
         _ngram_scan_kernel(ids, np.ascontiguousarray(starts, dtype=bool), self.current, self.mask, self.vocab,
-                           self.order, self.buckets, bool(self.tanh), int(self.hard_mode), out, f32(self.theta),
+                           self.order, self.lookahead, self.buckets, bool(self.tanh), int(self.hard_mode), out, f32(self.theta),
                            f32(self.u_th), f32(self.u_reset), f32(self.gamma), f32(self.delta))
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "current": self.current.astype(np.float64).tolist(),
                 "mask": self.mask.astype(np.float64).tolist(),
-                **{k: getattr(self, k) for k in ("vocab", "order", "buckets", "tanh", "hard_mode", "theta", "u_th",
+                **{k: getattr(self, k) for k in ("vocab", "order", "lookahead", "buckets", "tanh", "hard_mode", "theta", "u_th",
                                                  "u_reset", "gamma", "delta")}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NGramLookupTables":
         return cls(np.asarray(data["current"], dtype=np.float32), np.asarray(data["mask"], dtype=np.float32),
-                   int(data["vocab"]), int(data["order"]), int(data["buckets"]), bool(data["tanh"]),
+                   int(data["vocab"]), int(data["order"]), int(data["lookahead"]), int(data["buckets"]),
+                   bool(data["tanh"]),
                    int(data["hard_mode"]), *(float(data[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))

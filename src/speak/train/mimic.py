@@ -52,6 +52,7 @@ class MimicConfig:
     char_dim: int = 128
     ngram_order: int = 3  # char-ngram only
     ngram_buckets: int = 16384  # char-ngram only
+    ngram_lookahead: int = 0  # char-ngram only: also n-grams ending up to k characters after t
     tanh: bool = True
     theta: float = 0.8
     reset_mode: str = "entropy-aware"
@@ -151,7 +152,7 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
 
     tcfg = TokenizerConfig(vocab_size=len(vocab), encoder=cfg.encoder, char_dim=cfg.char_dim, tanh=cfg.tanh,
                            theta=cfg.theta, reset_mode=cfg.reset_mode, ngram_order=cfg.ngram_order,
-                           ngram_buckets=cfg.ngram_buckets)
+                           ngram_buckets=cfg.ngram_buckets, ngram_lookahead=cfg.ngram_lookahead)
     net = SpeakTokenizerNet(tcfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
