@@ -6,8 +6,9 @@ report spike / non-spike accuracy, F1 and SF on the held-out valid split, for ea
     python benchmarks/fit_per_language.py --corpora ../shared/corpora --steps 600 [--variants tanh,no-tanh,ngram] \
         [--set alpha=1.4 ...] [--json out.json]
 
-Variants: `tanh` / `no-tanh` (the paper's per-character encoder with / without tanh) and `ngram` (the hashed causal
-n-gram encoder with balanced L_mem, tanh); `--set` overrides MimicConfig fields for every variant.
+Variants: `tanh` / `no-tanh` (the paper's per-character encoder with / without tanh), `ngram` (the hashed causal
+n-gram encoder with balanced L_mem, tanh) and `ngram-ahead` (the same reading n-grams up to 2 characters ahead);
+`--set` overrides MimicConfig fields for every variant.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ VARIANTS = {
     "tanh": {"tanh": True},
     "no-tanh": {"tanh": False},
     "ngram": {"encoder": "char-ngram", "balanced": True, "tanh": True},
+    "ngram-ahead": {"encoder": "char-ngram", "balanced": True, "tanh": True, "ngram_lookahead": 2},
 }
 
 
@@ -46,7 +48,7 @@ def main() -> None:
     folder = Path(args.corpora)
     specs = sorted(str(p) for p in folder.glob("*.txt.xz")) if folder.is_dir() else args.corpora.split(",")
     rows = []
-    print(f"{'corpus':16s} {'variant':8s} {'spike':>6s} {'non':>6s} {'F1':>6s} {'SF':>5s} {'SF ex':>5s} {'s':>4s}")
+    print(f"{'corpus':16s} {'variant':11s} {'spike':>6s} {'non':>6s} {'F1':>6s} {'SF':>5s} {'SF ex':>5s} {'s':>4s}")
     for spec in specs:
         text = load_corpus(spec)
         train_lines, _ = _lines(split_corpus(text).train)
@@ -57,7 +59,7 @@ def main() -> None:
             _, m, _ = fit_tokenizer(text, cfg, exemplar=exemplar)
             name = Path(spec).name.split(".")[0]
             rows.append({"corpus": name, "variant": variant, **asdict(m), "seconds": time.time() - t0})
-            print(f"{name:16s} {variant:8s} {m.spike_acc:6.3f} {m.nonspike_acc:6.3f} {m.f1:6.3f} {m.sf:5.2f} "
+            print(f"{name:16s} {variant:11s} {m.spike_acc:6.3f} {m.nonspike_acc:6.3f} {m.f1:6.3f} {m.sf:5.2f} "
                   f"{m.exemplar_sf:5.2f} {time.time() - t0:4.0f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -113,3 +113,23 @@ def test_efficiency_table(records, tmp_path):
 def test_nan_metrics_make_strict_json(tmp_path):
     R.write_json(tmp_path / "x.json", [{"bpc": float("nan"), "v": np.float32(1.5)}])
     assert json.loads((tmp_path / "x.json").read_text()) == [{"bpc": None, "v": 1.5}]
+
+
+def test_verdicts_need_bpc_and_sf(records):
+    rows = {r["corpus"]: r for r in R.verdicts(records, METHODS, CORPORA)}
+    for c in CORPORA:
+        r = rows[c]
+        best = min(("vanilla", "magnet"), key=lambda m: np.mean(BPC[(m, c)]))
+        assert r["baseline"] == best
+        assert r["bpc_ok"] == (np.mean(BPC[("speak", c)]) <= np.mean(BPC[(best, c)]))
+        assert r["sf_ok"] == (np.mean(SF[("speak", c)]) >= 0.95 * np.mean(SF[(best, c)]))
+        assert r["win"] == (r["bpc_ok"] and r["sf_ok"])
+    # SPEAK's own variants are never the baseline, and a shorter SF turns a BPC win into a loss
+    recs = [dict(r, method="speak-mean-lmem") for r in records if r["method"] == "speak"]
+    recs += [dict(r, bpc=r["bpc"] - 1.0) for r in records if r["method"] == "speak"]
+    recs += [dict(r, sf=0.5 * r["sf"]) for r in records if r["method"] == "magnet"]
+    recs += [r for r in records if r["method"] == "vanilla"]
+    rows = R.verdicts(recs, ["vanilla", "magnet", "speak-mean-lmem", "speak"], CORPORA)
+    assert all(r["baseline"] in ("vanilla", "magnet") and r["bpc_ok"] for r in rows)
+    table = R.verdict_table(rows)
+    assert table.rows and table.note.startswith(f"{sum(r['win'] for r in rows)} of {len(rows)}")

@@ -119,6 +119,7 @@ def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Seq
     tables = [R.table1(records, methods, corpora, target=target)]
     if tests:
         tables.append(R.significance_table(tests))
+        tables.append(R.verdict_table(R.verdicts(records, methods, corpora, target=target)))
     seg = [r["run_dir"] for r in records if r.get("method") == target and r.get("run_dir")][:1]
     paths = R.write_report(out, "SPEAK vs gradient-based tokenizers (Table 1)", tables, records, corpora,
                            notes=[n for n in [header, *notes] if n], segmentation_runs=seg, plots=plots)

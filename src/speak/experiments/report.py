@@ -35,6 +35,8 @@ __all__ = [
     "render_html",
     "render_markdown",
     "significance_vs_best_baseline",
+    "verdict_table",
+    "verdicts",
     "table1",
     "welch_ttest",
     "write_json",
@@ -154,10 +156,11 @@ def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Se
                                   *, target: str = "speak", metric: str = "bpc") -> list[dict[str, Any]]:
     """Per corpus (and "Avg."): Welch t-test of ``target``'s metric against the baseline with the lowest mean.
 
-    Baselines are the other methods of ``methods``. Each row: corpus, target, baseline, means, n, delta_pct, t, p.
+    Baselines are the other methods of ``methods`` except SPEAK's own variants (``speak-*``). Each row: corpus,
+    target, baseline, means, n, delta_pct, t, p.
     """
     groups = group_values(records, metric)
-    baselines = [m for m in methods if m != target]
+    baselines = _baselines(methods, target)
     rows = []
     for corpus in list(corpora) + ["Avg."]:
         def values(method: str) -> list[float]:
@@ -205,6 +208,43 @@ def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: S
     return Table("Table 1: test BPC (lower is better) and shortening factor SF (higher is shorter), mean ± std "
                  "over seeds", headers, rows,
                  note=f"* = {target}'s BPC differs from the best baseline's with p < 0.05 (Welch two-sample t-test).")
+
+
+def _baselines(methods: Sequence[str], target: str) -> list[str]:
+    return [m for m in methods if m != target and not m.startswith("speak")]
+
+
+def verdicts(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str], *,
+             target: str = "speak", sf_tolerance: float = 0.05) -> list[dict[str, Any]]:
+    """Per corpus: does ``target``'s mean BPC reach the best baseline's (lowest mean BPC) at a mean SF no lower
+    than that baseline's minus ``sf_tolerance`` (relative)? A BPC win at a much shorter SF is not a win."""
+    bpc, sf = group_values(records, "bpc"), group_values(records, "sf")
+    rows = []
+    for corpus in corpora:
+        mine_bpc, mine_sf = _stat(bpc, target, corpus), _stat(sf, target, corpus)
+        cands = [(_stat(bpc, b, corpus).mean, b) for b in _baselines(methods, target) if _stat(bpc, b, corpus).n]
+        if not mine_bpc.n or not mine_sf.n or not cands:
+            continue
+        best_bpc, best = min(cands)
+        best_sf = _stat(sf, best, corpus).mean
+        bpc_ok = mine_bpc.mean <= best_bpc
+        sf_ok = mine_sf.mean >= (1.0 - sf_tolerance) * best_sf
+        rows.append({"corpus": corpus, "baseline": best, "bpc": mine_bpc.mean, "baseline_bpc": best_bpc,
+                     "sf": mine_sf.mean, "baseline_sf": best_sf, "bpc_ok": bpc_ok, "sf_ok": sf_ok,
+                     "win": bool(bpc_ok and sf_ok)})
+    return rows
+
+
+def verdict_table(rows: Sequence[dict[str, Any]], sf_tolerance: float = 0.05) -> Table:
+    headers = ["Corpus", "Best baseline", "SPEAK BPC", "Baseline BPC", "SPEAK SF", "Baseline SF", "BPC <=",
+               f"SF >= {1 - sf_tolerance:g} x", "Verdict"]
+    body = [[r["corpus"], _label(r["baseline"]), _fmt_num(r["bpc"], 3), _fmt_num(r["baseline_bpc"], 3),
+             _fmt_num(r["sf"], 2), _fmt_num(r["baseline_sf"], 2), "yes" if r["bpc_ok"] else "no",
+             "yes" if r["sf_ok"] else "no", "win" if r["win"] else "loss"] for r in rows]
+    wins = sum(r["win"] for r in rows)
+    return Table("SPEAK vs the best baseline at a comparable shortening factor", headers, body,
+                 note=f"{wins} of {len(rows)} corpora: SPEAK's mean BPC at most the best baseline's, at a mean SF "
+                      f"no lower than the baseline's minus {100 * sf_tolerance:g}%.")
 
 
 def significance_table(rows: Sequence[dict[str, Any]]) -> Table:
