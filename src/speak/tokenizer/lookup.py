@@ -35,6 +35,16 @@ def _scan_kernel(ids, starts, table_current, table_hard, out, theta, u_th, u_res
             v = u
 
 
+def _stream(ids: np.ndarray, starts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids int64, starts bool, an output buffer) for a scan; without `starts` the stream is one text."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if starts is None:
+        starts = np.zeros(ids.shape[0], dtype=bool)
+        if ids.size:
+            starts[0] = True
+    return ids, np.ascontiguousarray(starts, dtype=bool), np.empty(ids.shape[0], dtype=bool)
+
+
 @dataclass
 class LookupTables:
     """Per-vocabulary currents (float32 [V]) and hard-reset flags (bool [V], the mode already applied) + constants."""
@@ -49,15 +59,10 @@ class LookupTables:
 
     def spikes(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if starts is None:
-            starts = np.zeros(ids.shape[0], dtype=bool)
-            if ids.size:
-                starts[0] = True
-        out = np.empty(ids.shape[0], dtype=bool)
+        ids, starts, out = _stream(ids, starts)
         f32 = np.float32  # the torch scan runs in float32: same arithmetic, same spikes
-        _scan_kernel(ids, np.ascontiguousarray(starts, dtype=bool), self.current, self.hard, out, f32(self.theta),
-                     f32(self.u_th), f32(self.u_reset), f32(self.gamma), f32(self.delta))
+        _scan_kernel(ids, starts, self.current, self.hard, out, f32(self.theta), f32(self.u_th), f32(self.u_reset),
+                     f32(self.gamma), f32(self.delta))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,16 +169,11 @@ class NGramLookupTables:
 
     def spikes(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if starts is None:
-            starts = np.zeros(ids.shape[0], dtype=bool)
-            if ids.size:
-                starts[0] = True
-        out = np.empty(ids.shape[0], dtype=bool)
+        ids, starts, out = _stream(ids, starts)
         f32 = np.float32
-        _ngram_scan_kernel(ids, np.ascontiguousarray(starts, dtype=bool), self.current, self.mask, self.vocab,
-                           self.order, self.lookahead, self.buckets, bool(self.tanh), int(self.hard_mode), out, f32(self.theta),
-                           f32(self.u_th), f32(self.u_reset), f32(self.gamma), f32(self.delta))
+        _ngram_scan_kernel(ids, starts, self.current, self.mask, self.vocab, self.order, self.lookahead, self.buckets,
+                           bool(self.tanh), int(self.hard_mode), out, f32(self.theta), f32(self.u_th),
+                           f32(self.u_reset), f32(self.gamma), f32(self.delta))
         return out
 
     def to_dict(self) -> dict[str, Any]:
