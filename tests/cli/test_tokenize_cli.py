@@ -115,3 +115,18 @@ def test_fit_tokenizer_writes_metrics(tmp_path):
     m = json.loads((tmp_path / "tk" / "metrics.json").read_text())
     assert {"spike_acc", "nonspike_acc", "f1", "sf", "exemplar_sf"} <= set(m)
     assert speak("info", str(tmp_path / "tk")).returncode == 0
+
+
+def test_fit_tokenizer_ngram_learns_and_tokenizes(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(("the quick brown fox jumps over the lazy dog and the cat sat on the mat\n" * 400))
+    out = speak("fit-tokenizer", "--corpus", str(corpus), "--exemplar", "whitespace", "--steps", "150",
+                "--batch-size", "8", "--seq-len", "64", "--encoder", "char-ngram", "--ngram-lookahead", "1",
+                "--ngram-buckets", "512", "--balanced", "--out", str(tmp_path / "tk"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    m = json.loads((tmp_path / "tk" / "metrics.json").read_text())
+    assert m["spike_acc"] > 0.75 and m["nonspike_acc"] > 0.75  # far above chance after 150 steps
+    doc = json.loads((tmp_path / "tk" / "speak_tokenizer.json").read_text())
+    assert doc["config"]["encoder"] == "char-ngram" and doc["lookup"]["kind"] == "ngram"
+    tokenized = speak("tokenize", "-m", str(tmp_path / "tk"), stdin=b"the lazy cat\n")
+    assert tokenized.returncode == 0, tokenized.stderr
