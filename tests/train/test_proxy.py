@@ -230,30 +230,48 @@ def test_plugin_on_step_end_updates_store_and_logs():
         plugin.on_step_end(2, batch, SimpleNamespace(logits=out.logits, boundary=SimpleNamespace(tokenizer=None)), {})
 
 
-def test_real_trainer_resume_keeps_proxy_exactly(tmp_path):
-    """A speak run interrupted at step 3 and resumed to 6 ends with the same proxy, losses and RNG as a straight run."""
+def _speak_run(tmp_path, out, steps, resume, extra=()):
+    """A tiny speak run through the real trainer; returns (trainer, proxy plug-in)."""
     from speak.train import trainer as T
     from speak.train.config import load_config
 
-    text = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs. " * 40)
     corpus = tmp_path / "c.txt"
-    corpus.write_text(text, encoding="utf-8")
+    if not corpus.exists():
+        text = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs. " * 40)
+        corpus.write_text(text, encoding="utf-8")
+    cfg = load_config(flags={"boundary": "speak", "corpus": str(corpus), "preset": "cpu-tiny", "steps": steps,
+                             "seed": 1, "out": str(out), "quiet": True},
+                      sets=["batch_size=4", "seq_len=32", "eval_every=0", "checkpoint_every=3",
+                            "exemplar_vocab=40", "warmup=2", *extra])
+    data = T.prepare_data(cfg)
+    stream, plugins = T.build_training_stream(cfg, data, T.DistInfo(), tmp_path / "cache")
+    T.seed_everything(cfg.seed)
+    model = T.build_model(cfg, data.vocab)
+    tr = T.Trainer(model, T.default_objective(), stream, None, cfg, plugins=plugins)
+    tr.fit(resume=resume)
+    return tr, plugins[0]
 
+
+def test_reevaluate_scores_the_proxy_with_the_current_lm(tmp_path):
+    """proxy.reevaluate: L_LM(s_hat) comes from a second forward of the trainer's model with s_hat as boundaries."""
+    tr, plugin = _speak_run(tmp_path, tmp_path / "r", 8, False, extra=["proxy.reevaluate=true"])
+    assert plugin.reevaluate_fn is not None and all("proxy_reject_rate" in r for r in tr.history)
+    batch = tr.stream.next_batch()
+    proxy = plugin.targets_for(batch)
+    with torch.no_grad():
+        logits = tr.model(batch.chars[:, :-1], boundaries=proxy).logits
+    expected = per_row_lm_loss(logits, batch.chars[:, 1:])
+    torch.testing.assert_close(plugin.reevaluate_fn(batch, proxy), expected)
+    d = plugin.last_decision
+    decided = ~d.first
+    assert decided.any() and np.isfinite(d.old_losses[decided]).all()
+
+
+def test_real_trainer_resume_keeps_proxy_exactly(tmp_path):
+    """A speak run interrupted at step 3 and resumed to 6 ends with the same proxy, losses and RNG as a straight run."""
     def run(out, steps, resume):
-        cfg = load_config(flags={"boundary": "speak", "corpus": str(corpus), "preset": "cpu-tiny", "steps": steps,
-                                 "seed": 1, "out": str(out), "quiet": True},
-                          sets=["batch_size=4", "seq_len=32", "eval_every=0", "checkpoint_every=3",
-                                "exemplar_vocab=40", "warmup=2"])
-        data = T.prepare_data(cfg)
-        stream, plugins = T.build_training_stream(cfg, data, T.DistInfo(), tmp_path / "cache")
-        T.seed_everything(cfg.seed)
-        model = T.build_model(cfg, data.vocab)
-        tr = T.Trainer(model, T.default_objective(), stream, None, cfg, plugins=plugins)
-        tr.fit(resume=resume)
-        return tr, plugins[0]
+        return _speak_run(tmp_path, out, steps, resume)
 
-    if not hasattr(T, "build_training_stream"):
-        pytest.skip("the trainer does not build the proxy plug-in yet")
     straight, p1 = run(tmp_path / "a", 6, False)
     run(tmp_path / "b", 3, False)
     resumed, p2 = run(tmp_path / "b", 6, True)

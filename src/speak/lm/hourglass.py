@@ -208,14 +208,22 @@ class HourglassLM(nn.Module):
     def shortens(self) -> bool:
         return self.boundary_source.shortens
 
-    def forward(self, chars: Tensor) -> HourglassOutput:
+    def forward(self, chars: Tensor, boundaries: Tensor | None = None) -> HourglassOutput:
+        """Logits [B, L, V] for next-character prediction. ``boundaries`` [B, L] (0/1) replaces the boundary
+        source's output (e.g. to score the SPEAK proxy s_hat under the current LM, SPEC section 2)."""
         if chars.dim() != 2:
             raise SpeakError(f"HourglassLM expects chars of shape [B, L], got {tuple(chars.shape)}")
         if chars.shape[1] > self.config.max_len:
             raise SpeakError(f"sequence length {chars.shape[1]} exceeds max_len {self.config.max_len}")
+        if boundaries is not None and boundaries.shape != chars.shape:
+            raise SpeakError(f"boundaries must have the shape of chars {tuple(chars.shape)}, got "
+                             f"{tuple(boundaries.shape)}")
         x = self.drop(self.embed(chars))  # [B, L, D]
         h = _run(self.pre, x)  # [B, L, D] causal pre-layer features
-        boundary = self.boundary_source(chars, h)  # hard [B, L]
+        if boundaries is None:
+            boundary = self.boundary_source(chars, h)  # hard [B, L]
+        else:
+            boundary = BoundaryOutput(hard=boundaries.to(h.dtype))  # [B, L]
         if self.boundary_source.shortens:
             groups, _ = downsample(h, boundary.hard, self.null_group)  # [B, 1 + G, D]
             groups = _run(self.short, groups)  # [B, 1 + G, D] causal over slots

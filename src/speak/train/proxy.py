@@ -402,8 +402,9 @@ class ProxyPlugin:
 
     Reads ``out.boundary.tokenizer.s`` [B, L] and per-row LM losses from ``out.logits`` vs ``batch.chars[:, 1:]``.
     ``targets_for(batch)`` gives the [B, L] L_mem targets (s_hat_N) for the objective; :class:`ProxyTargetStream`
-    puts them into ``batch.boundary_targets``. With ``reevaluate`` a callable ``reevaluate_fn(batch, proxy [B, L])
-    -> [B] losses`` (a second forward with s_hat as the boundaries) must be given.
+    puts them into ``batch.boundary_targets``. With ``reevaluate`` the losses L_LM(s_hat) come from
+    ``reevaluate_fn(batch, proxy [B, L]) -> [B]``; when none is given, :meth:`attach` makes one from the trainer's
+    model: a second forward, without gradients, with s_hat as the boundaries.
 
     Under data parallelism every rank gathers all ranks' rows (same order) and applies the same decisions with the
     same seeded RNG, so the stores stay identical; rank 0's state is checkpointed.
@@ -415,9 +416,22 @@ class ProxyPlugin:
         self.store = store
         self.reevaluate_fn = reevaluate_fn
         self.log_epochs = log_epochs
-        if store.config.reevaluate and reevaluate_fn is None:
-            raise SpeakError("proxy.reevaluate needs a reevaluate_fn (a second forward with the proxy boundaries)")
         self.last_decision: Decision | None = None
+
+    def attach(self, trainer: Any) -> None:
+        """With ``reevaluate`` and no ``reevaluate_fn``: score s_hat with the trainer's model (no gradients)."""
+        if not self.store.config.reevaluate or self.reevaluate_fn is not None:
+            return
+        import torch
+
+        model = trainer.model
+
+        def reevaluate(batch: Any, proxy: Any) -> Any:
+            with torch.no_grad():
+                out = model(batch.chars[:, :-1], boundaries=proxy)
+            return per_row_lm_loss(out.logits, batch.chars[:, 1:])  # [B]
+
+        self.reevaluate_fn = reevaluate
 
     @classmethod
     def from_boundaries(cls, init_boundaries: np.ndarray, options: dict[str, Any] | None = None, *,
@@ -445,6 +459,8 @@ class ProxyPlugin:
         offsets = batch.offsets
         proxy_losses = None
         if self.store.config.reevaluate:
+            if self.reevaluate_fn is None:
+                raise SpeakError("proxy.reevaluate needs a reevaluate_fn or a trainer to attach to")
             proxy_losses = self.reevaluate_fn(batch, self.targets_for(batch))  # [B]
         offsets, spikes, losses, proxy_losses = _gather_rows(offsets, spikes, losses, proxy_losses)
         d = self.store.update(offsets, spikes, losses, proxy_losses)
