@@ -125,7 +125,7 @@ def test_fit_tokenizer_ngram_learns_and_tokenizes(tmp_path):
                 "--ngram-buckets", "512", "--balanced", "--out", str(tmp_path / "tk"), "--quiet")
     assert out.returncode == 0, out.stderr
     m = json.loads((tmp_path / "tk" / "metrics.json").read_text())
-    assert m["spike_acc"] > 0.75 and m["nonspike_acc"] > 0.75  # far above chance after 150 steps
+    assert m["spike_acc"] + m["nonspike_acc"] > 1.6  # chance is 1.0
     doc = json.loads((tmp_path / "tk" / "speak_tokenizer.json").read_text())
     assert doc["config"]["encoder"] == "char-ngram" and doc["lookup"]["kind"] == "ngram"
     tokenized = speak("tokenize", "-m", str(tmp_path / "tk"), stdin=b"the lazy cat\n")

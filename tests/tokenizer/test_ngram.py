@@ -7,7 +7,7 @@ import torch
 from speak.errors import SpeakError
 from speak.text.vocab import CharVocab
 from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
-from speak.tokenizer.encoders import NGRAM_MODULUS, NGRAM_PRIME, ngram_keys
+from speak.tokenizer.encoders import NGRAM_MASK, NGRAM_PRIME, ngram_keys
 from speak.tokenizer.fast import FastSpeakTokenizer
 
 TEXT = "In the beginning God created the heavens and the earth.\nThe earth was formless and empty.\n"
@@ -17,17 +17,17 @@ def _plain_key(ids: list[int], t: int, n: int, buckets: int, r: int = 0) -> int:
     """The key's definition, transcribed: the n characters ending at t + r, <pad> (0) outside the text."""
     h = n + 1000 * r
     for j in range(t + r - n + 1, t + r + 1):
-        h = (h * NGRAM_PRIME + (ids[j] if 0 <= j < len(ids) else 0) + 1) % NGRAM_MODULUS
-    return h % buckets
+        h = (h * NGRAM_PRIME + (ids[j] if 0 <= j < len(ids) else 0) + 1) & NGRAM_MASK
+    return (h ^ (h >> 15)) % buckets
 
 
 @pytest.mark.parametrize("n,r", [(2, 0), (3, 0), (5, 0), (2, 1), (3, 2)])
 def test_ngram_keys_follow_their_definition(n, r):
     rng = np.random.default_rng(n)
     ids = rng.integers(1, 300, size=(3, 17))
-    keys = ngram_keys(torch.from_numpy(ids), n, 101, r).numpy()
+    keys = ngram_keys(torch.from_numpy(ids), n, 128, r).numpy()
     for row in range(3):
-        assert [_plain_key(ids[row].tolist(), t, n, 101, r) for t in range(17)] == keys[row].tolist()
+        assert [_plain_key(ids[row].tolist(), t, n, 128, r) for t in range(17)] == keys[row].tolist()
 
 
 def test_ngram_keys_see_only_the_past():
@@ -42,12 +42,12 @@ def test_ngram_keys_see_only_the_past():
 def _ngram_tokenizer(mode: str = "entropy-aware", tanh: bool = True, lookahead: int = 0) -> SpeakTokenizer:
     torch.manual_seed(0)
     vocab = CharVocab.build([TEXT])
-    cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=4, ngram_buckets=97,
+    cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=4, ngram_buckets=128,
                           ngram_lookahead=lookahead, tanh=tanh, reset_mode=mode)
     net = SpeakTokenizerNet(cfg)
-    with torch.no_grad():
-        net.linear1.weight.mul_(1.0)
-        net.linear1.bias.fill_(0.7)
+    with torch.no_grad():  # centre the currents so the random network fires every few characters
+        pre = net.encoder(torch.as_tensor(vocab.encode_array(TEXT))[None]) @ net.linear1.weight[0]  # [1, L]
+        net.linear1.bias.fill_(0.6 - float(pre.median()))
     return SpeakTokenizer(net, vocab)
 
 
@@ -87,6 +87,8 @@ def test_ngram_config_errors():
         TokenizerConfig(vocab_size=10, encoder="char-ngram", linear1="mlp")
     with pytest.raises(SpeakError, match="ngram_lookahead >= 0"):
         TokenizerConfig(vocab_size=10, encoder="char-ngram", ngram_lookahead=-1)
+    with pytest.raises(SpeakError, match="power of two"):
+        TokenizerConfig(vocab_size=10, encoder="char-ngram", ngram_buckets=1000)
 
 
 def test_lookahead_is_refused_as_the_lms_boundary_source():

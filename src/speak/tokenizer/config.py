@@ -59,9 +59,10 @@ class TokenizerConfig:
         if self.encoder != "features" and self.char_dim <= 0:
             raise SpeakError(f"tokenizer config: char_dim must be > 0, got {self.char_dim}")
         if self.encoder == "char-ngram":
-            if self.ngram_order < 2 or self.ngram_buckets < 1 or self.ngram_lookahead < 0:
-                raise SpeakError(f"tokenizer config: char-ngram needs ngram_order >= 2, ngram_buckets >= 1 and "
-                                 f"ngram_lookahead >= 0, got {self.ngram_order}, {self.ngram_buckets} and "
+            buckets = self.ngram_buckets
+            if self.ngram_order < 2 or buckets < 1 or buckets & (buckets - 1) or self.ngram_lookahead < 0:
+                raise SpeakError(f"tokenizer config: char-ngram needs ngram_order >= 2, ngram_buckets a power of two "
+                                 f"and ngram_lookahead >= 0, got {self.ngram_order}, {buckets} and "
                                  f"{self.ngram_lookahead}")
             if self.linear1 != "linear":
                 raise SpeakError("tokenizer config: char-ngram needs linear1 'linear' (table-lookup inference sums "

@@ -9,10 +9,11 @@ from speak.tokenizer.config import TokenizerConfig
 
 # The n-gram key (one definition; speak.tokenizer.lookup's compiled scan computes the same numbers). For the n-gram
 # ending r characters after t (r = 0: ending at t):
-#   key_{n,r}(t) = H_{n,r}(x_{t+r-n+1}, ..., x_{t+r}) mod buckets,  x_j = ids[j], or 0 (<pad>) outside the text,
-#   H_{n,r}: h = n + 1000 r, then h = (h * NGRAM_PRIME + x + 1) mod NGRAM_MODULUS for each x, oldest first.
+#   h = n + 1000 r, then h = (h * NGRAM_PRIME + x + 1) & NGRAM_MASK for x = x_{t+r-n+1}, ..., x_{t+r} (oldest first;
+#   x_j = ids[j], or 0 (<pad>) outside the text), and key_{n,r}(t) = (h ^ (h >> 15)) & (buckets - 1).
+# Masks and shifts instead of a modulus keep the compiled scan fast; buckets is a power of two.
 NGRAM_PRIME = 1_000_003
-NGRAM_MODULUS = 2**31 - 1
+NGRAM_MASK = 2**31 - 1
 
 
 def _block(dim: int) -> nn.Sequential:
@@ -46,8 +47,8 @@ def ngram_keys(char_ids: torch.Tensor, n: int, buckets: int, ahead: int = 0) -> 
     padded = nn.functional.pad(char_ids, (n, ahead), value=0)  # [B, n + L + ahead]
     h = torch.full_like(char_ids, n + 1000 * ahead)  # [B, L]
     for j in range(ahead - n + 1, ahead + 1):  # oldest character first: x_{t + j}
-        h = (h * NGRAM_PRIME + padded[..., n + j : n + j + L] + 1) % NGRAM_MODULUS
-    return h % buckets
+        h = (h * NGRAM_PRIME + padded[..., n + j : n + j + L] + 1) & NGRAM_MASK
+    return (h ^ (h >> 15)) & (buckets - 1)
 
 
 class HashedNGramEncoder(nn.Module):

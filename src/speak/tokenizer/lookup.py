@@ -88,12 +88,12 @@ class LookupTables:
 
 # Must equal speak.tokenizer.encoders.ngram_keys (kept torch-free here; the parity tests compare them).
 NGRAM_PRIME = 1_000_003
-NGRAM_MODULUS = 2**31 - 1
+NGRAM_MASK = 2**31 - 1
 HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
-def _ngram_scan_kernel(ids, starts, current, mask, vocab, order, lookahead, buckets, use_tanh, hard_mode, out,
+def _ngram_scan_kernel(ids, starts, table, vocab, order, lookahead, buckets, use_tanh, hard_mode, out,
                        theta, u_th, u_reset, gamma, delta):
     """Eq. 1 + 10 with I_t = [tanh](sum of the keys' currents), m_t = 1(sum of the keys' mask logits > 0)."""
     soft = theta * u_th
@@ -107,19 +107,19 @@ def _ngram_scan_kernel(ids, starts, current, mask, vocab, order, lookahead, buck
             while text_end < N and not starts[text_end]:
                 text_end += 1
         c = ids[t]
-        pre = current[c]
-        e = mask[c]
-        spec = 0
+        pre = table[c, 0]
+        e = table[c, 1]
+        base = vocab
         for r in range(lookahead + 1):  # the table order of speak.tokenizer.encoders.ngram_specs
             for n in range(2, order + 1):
                 h = np.int64(n + 1000 * r)
                 for j in range(t + r - n + 1, t + r + 1):  # oldest character first; <pad> (0) outside the text
                     x = ids[j] if text_start <= j < text_end else 0
-                    h = (h * NGRAM_PRIME + x + 1) % NGRAM_MODULUS
-                k = vocab + spec * buckets + h % buckets
-                pre += current[k]
-                e += mask[k]
-                spec += 1
+                    h = (h * NGRAM_PRIME + x + 1) & NGRAM_MASK
+                k = base + ((h ^ (h >> 15)) & (buckets - 1))
+                pre += table[k, 0]
+                e += table[k, 1]
+                base += buckets
         i_t = np.tanh(pre) if use_tanh else pre
         u = gamma * v + delta * i_t
         if u >= u_th:
@@ -162,6 +162,9 @@ class NGramLookupTables:
                              f"{self.mask.shape}")
         if self.hard_mode not in (HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER):
             raise ValueError(f"n-gram lookup tables: unknown hard_mode {self.hard_mode}")
+        if self.buckets & (self.buckets - 1):
+            raise ValueError(f"n-gram lookup tables: buckets must be a power of two, got {self.buckets}")
+        self._table = np.ascontiguousarray(np.stack([self.current, self.mask], 1))  # [K, 2]: one cache line per key
 
     @property
     def vocab_size(self) -> int:
@@ -171,7 +174,7 @@ class NGramLookupTables:
         """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
         ids, starts, out = _stream(ids, starts)
         f32 = np.float32
-        _ngram_scan_kernel(ids, starts, self.current, self.mask, self.vocab, self.order, self.lookahead, self.buckets,
+        _ngram_scan_kernel(ids, starts, self._table, self.vocab, self.order, self.lookahead, self.buckets,
                            bool(self.tanh), int(self.hard_mode), out, f32(self.theta), f32(self.u_th),
                            f32(self.u_reset), f32(self.gamma), f32(self.delta))
         return out
