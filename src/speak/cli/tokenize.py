@@ -21,7 +21,7 @@ _worker_tokenizer = None  # per worker process
 
 def _load(model: Optional[Path], fast: bool = False):
     """The tokenizer in `model` (default: the embedded one). `fast`: the torch-free lookup tokenizer when the
-    directory has lookup tables (per-character encoders), which keeps streaming memory small."""
+    directory has lookup tables (per-character and n-gram encoders), which keeps streaming memory small."""
     from speak.tokenizer.fast import FastSpeakTokenizer, default_tokenizer_dir, read_tokenizer_dir
 
     directory = model or default_tokenizer_dir()
