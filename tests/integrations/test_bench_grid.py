@@ -12,13 +12,30 @@ from speak.integrations.bench import run_tokenize_benchmark, speak_token_ends
 from speak.integrations.grid import expand, grid_search, parse_values, table_markdown
 
 
-def test_fast_path_matches_tokenize(speak_tok, corpus_slice):
-    lines = [line for line in corpus_slice.split("\n")[:300]] + ["", "x"]
-    ends, counts = speak_token_ends(speak_tok, lines)
+def _ngram_tok(corpus_slice):
+    import torch
+
+    from speak.text.vocab import CharVocab
+    from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
+
+    torch.manual_seed(0)
+    vocab = CharVocab.build([corpus_slice[:20_000]])
+    net = SpeakTokenizerNet(TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=8,
+                                            ngram_buckets=64, ngram_lookahead=1))
+    with torch.no_grad():
+        net.linear1.bias.fill_(0.5)
+    return SpeakTokenizer(net, vocab)
+
+
+@pytest.mark.parametrize("kind", ["per-character", "ngram"])
+def test_fast_path_matches_tokenize(speak_tok, corpus_slice, kind):
+    tok = speak_tok if kind == "per-character" else _ngram_tok(corpus_slice)
+    lines = [line for line in corpus_slice.split("\n")[:300]] + ["", "x", "\u2603 unseen \U0001f600 chars"]
+    ends, counts = speak_token_ends(tok, lines)
     assert counts.sum() == ends.size
     pos = 0
     for line, c in zip(lines, counts):
-        want = [e for _, e in speak_tok.offsets(line)]
+        want = [e for _, e in tok.offsets(line)]
         assert ends[pos : pos + c].tolist() == want
         pos += c
 

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from speak.errors import SpeakError
+from speak.text.vocab import UNK_ID, code_points
 
 SHARED_CORPORA = Path(os.environ.get("SPEAK_SHARED_CORPORA", "../shared/corpora"))  # beside a checkout
 
@@ -81,8 +82,10 @@ def speak_token_ends(tokenizer, lines: Sequence[str]) -> tuple[np.ndarray, np.nd
     if lookup is None:
         raise SpeakError("the fast path needs a table-lookup tokenizer (encoder char-mlp*, char-ngram)")
     lengths = np.fromiter((len(t) for t in lines), dtype=np.int64, count=len(lines))
-    ids = tokenizer.vocab.encode_array("".join(lines))  # [N]
     bounds = np.concatenate(([0], np.cumsum(lengths)))
+    if hasattr(lookup.tables, "token_ends"):  # per-character tables: code points to token ends in one compiled pass
+        return lookup.tables.token_ends(code_points("".join(lines)), bounds, tokenizer.vocab.code_point_table(), UNK_ID)
+    ids = tokenizer.vocab.encode_array("".join(lines))  # [N]
     starts = np.zeros(ids.shape[0], dtype=bool)
     nonempty = lengths > 0
     starts[bounds[:-1][nonempty]] = True

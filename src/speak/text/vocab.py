@@ -143,7 +143,7 @@ class CharVocab:
         get = self._index.get
         return [get(c, UNK_ID) for c in text]
 
-    def _lookup_table(self) -> np.ndarray:
+    def code_point_table(self) -> np.ndarray:
         """A dense code point -> id table up to the largest code point in the vocabulary."""
         if self._table is None:
             if self._chars:
@@ -158,7 +158,7 @@ class CharVocab:
     def encode_array(self, text: str) -> np.ndarray:
         """Vectorised :meth:`encode`: an int64 array of ids, fast enough for MBs of text (a numpy table lookup)."""
         cps = code_points(text).astype(np.int64)
-        table = self._lookup_table()
+        table = self.code_point_table()
         inside = cps < table.size
         out = np.full(cps.shape, UNK_ID, dtype=np.int64)
         out[inside] = table[cps[inside]]
