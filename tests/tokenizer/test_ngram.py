@@ -30,6 +30,12 @@ def test_ngram_keys_follow_their_definition(n, r):
         assert [_plain_key(ids[row].tolist(), t, n, 128, r) for t in range(17)] == keys[row].tolist()
 
 
+def test_hash_constants_agree_between_torch_and_the_compiled_scan():
+    from speak.tokenizer import lookup
+
+    assert (lookup.NGRAM_PRIME, lookup.NGRAM_MASK) == (NGRAM_PRIME, NGRAM_MASK)
+
+
 def test_ngram_keys_see_only_the_past():
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     changed = ids.clone()
