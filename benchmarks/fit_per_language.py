@@ -44,7 +44,8 @@ def main() -> None:
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        overrides[key] = type(getattr(MimicConfig, key))(value) if key != "tanh" else value == "true"
+        kind = type(getattr(MimicConfig, key))
+        overrides[key] = value.lower() in ("true", "1", "yes") if kind is bool else kind(value)
     folder = Path(args.corpora)
     specs = sorted(str(p) for p in folder.glob("*.txt.xz")) if folder.is_dir() else args.corpora.split(",")
     rows = []

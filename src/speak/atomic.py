@@ -9,6 +9,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def read_json(path: str | os.PathLike, *, missing: str | None = None, what: str = "") -> Any:
+    """The parsed JSON in `path`. A missing file raises SpeakError(`missing`) when given; unreadable JSON or UTF-8
+    raises SpeakError("PATH: corrupted [what] (reason)")."""
+    from speak.errors import SpeakError
+
+    path = Path(path)
+    if missing is not None and not path.is_file():
+        raise SpeakError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SpeakError(f"{path}: corrupted{' ' + what if what else ''} ({err})") from None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)` to produce the file, then move it over `path` in one step; on failure nothing changes."""
     path = Path(path)

@@ -222,7 +222,8 @@ def verdicts(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora:
     rows = []
     for corpus in corpora:
         mine_bpc, mine_sf = _stat(bpc, target, corpus), _stat(sf, target, corpus)
-        cands = [(_stat(bpc, b, corpus).mean, b) for b in _baselines(methods, target) if _stat(bpc, b, corpus).n]
+        stats = [(_stat(bpc, b, corpus), b) for b in _baselines(methods, target)]
+        cands = [(st.mean, b) for st, b in stats if st.n]
         if not mine_bpc.n or not mine_sf.n or not cands:
             continue
         best_bpc, best = min(cands)

@@ -11,7 +11,6 @@ vocabulary; an unknown character decodes as the literal string ``<unk>`` (one pe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import AddedToken, BatchEncoding, PaddingStrategy, TruncationStrategy
 
-from speak.atomic import atomic_write_json
+from speak.atomic import atomic_write_json, read_json
 from speak.errors import SpeakError
 from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK, SegmentVocab
 from speak.text.segment import token_offsets
@@ -281,12 +280,7 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
 
         directory = Path(directory)
         cfg_path = directory / HF_CONFIG_FILE
-        if not cfg_path.is_file():
-            raise SpeakError(f"{directory}: not a SPEAK HF tokenizer directory (missing {HF_CONFIG_FILE})")
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SpeakError(f"{cfg_path}: corrupted ({err})") from None
+        cfg = read_json(cfg_path, missing=f"{directory}: not a SPEAK HF tokenizer directory (missing {HF_CONFIG_FILE})")
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or cfg.get("version") != VERSION:
             raise SpeakError(f"{cfg_path}: not a {FORMAT} v{VERSION} file")
         speak = SpeakTokenizer.from_pretrained(directory / SPEAK_SUBDIR)

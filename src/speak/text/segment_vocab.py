@@ -17,13 +17,12 @@ a character that is not an entry becomes ``<unk>`` (one id per unknown character
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from speak.atomic import atomic_write_json
+from speak.atomic import atomic_write_json, read_json
 from speak.errors import SpeakError
 
 BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
@@ -58,21 +57,7 @@ class SegmentVocab:
     def __contains__(self, piece: object) -> bool:
         return isinstance(piece, str) and piece in self.index
 
-    @property
-    def bos_id(self) -> int:
-        return 0
-
-    @property
-    def pad_id(self) -> int:
-        return 1
-
-    @property
-    def eos_id(self) -> int:
-        return 2
-
-    @property
-    def unk_id(self) -> int:
-        return 3
+    bos_id, pad_id, eos_id, unk_id = 0, 1, 2, 3  # the specials' fixed ids (XLM-R layout)
 
     @property
     def mask_id(self) -> int:
@@ -189,11 +174,4 @@ class SegmentVocab:
 
     @classmethod
     def load(cls, path: str | Path) -> "SegmentVocab":
-        path = Path(path)
-        if not path.is_file():
-            raise SpeakError(f"{path}: no segment vocabulary file")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SpeakError(f"{path}: corrupted segment vocabulary ({err})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, missing=f"{path}: no segment vocabulary file", what="segment vocabulary"))

@@ -7,12 +7,12 @@ It reads the same tokenizer directory as `SpeakTokenizer` and validates it with 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from speak.atomic import read_json
 from speak.errors import SpeakError
 from speak.text.segment import segment, token_offsets
 from speak.text.vocab import CharVocab
@@ -41,10 +41,7 @@ def read_tokenizer_dir(directory: str | Path) -> tuple[dict[str, Any], bytes]:
         if pickled:
             raise SpeakError(f"{directory}: refusing to load pickled weights ({pickled[0]}); SPEAK loads safetensors only")
         raise SpeakError(f"{directory}: not a SPEAK tokenizer directory (missing {CONFIG_FILE})")
-    try:
-        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SpeakError(f"{cfg_path}: corrupted ({err})") from None
+    doc = read_json(cfg_path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SpeakError(f"{cfg_path}: not a SPEAK tokenizer file (format is not {FORMAT!r})")
     if doc.get("version") != VERSION:

@@ -100,13 +100,12 @@ class SpeakTokenizerNet(nn.Module):
             cur = [f @ self.linear1.weight[0] for f in feats]  # [V], [buckets], ...
             msk = [f @ self.linear2.weight[0] for f in feats]
             cur[0], msk[0] = cur[0] + self.linear1.bias[0], msk[0] + self.linear2.bias[0]
-        probe, theta = ResetMode.parse(cfg.reset_mode).resolve(torch.tensor([True, False]), cfg.theta, (2,))
-        if probe is None:
-            hard_mode = lookup.HARD_NEVER
-        elif bool(probe.all()):
-            hard_mode = lookup.HARD_ALWAYS
-        else:
+        mode = ResetMode.parse(cfg.reset_mode)
+        _, theta = mode.resolve(None, cfg.theta, (1,))
+        if mode.uses_mask:
             hard_mode = lookup.HARD_FROM_MASK
+        else:
+            hard_mode = lookup.HARD_ALWAYS if mode is ResetMode.ALL_HARD else lookup.HARD_NEVER
         return lookup.NGramLookupTables(
             torch.cat(cur).float().numpy().copy(), torch.cat(msk).float().numpy().copy(), cfg.vocab_size,
             cfg.ngram_order, cfg.ngram_lookahead, cfg.ngram_buckets, cfg.tanh, hard_mode, theta, cfg.u_th, cfg.u_reset, cfg.gamma,

@@ -44,7 +44,6 @@ Sizes: ``--preset`` picks the training protocol (``speak.train.config.PRESETS``)
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import statistics
 import sys
@@ -58,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speak.atomic import atomic_write_json, read_json
 from speak.errors import SpeakError
 from speak.train.data import Batch, CharStream, eval_windows
 
@@ -419,12 +419,7 @@ def build_lm(model_type: str, kwargs: dict[str, Any], vocab_size: int) -> nn.Mod
 # ---------------------------------------------------------------------------------------------- the run
 def _read_lm_file(run_dir: Path) -> dict[str, Any]:
     path = run_dir / LM_FILE
-    if not path.is_file():
-        raise SpeakError(f"{run_dir}: not a token-LM run folder (no {LM_FILE})")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SpeakError(f"{path}: corrupted ({err})") from None
+    info = read_json(path, missing=f"{run_dir}: not a token-LM run folder (no {LM_FILE})")
     if not isinstance(info, dict) or info.get("format") != LM_FORMAT:
         raise SpeakError(f"{path}: not a {LM_FORMAT} file")
     return info
@@ -434,7 +429,6 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
     """What ``speak train --model M --tokenizer TOK`` does (module doc). Returns the metrics (rank 0) or {}."""
     from speak.text.segment_vocab import SegmentVocab
     from speak.train import trainer as T
-    from speak.atomic import atomic_write_json
 
     kwargs, vocab_size = model_kwargs(cfg, model)
     parse_tokenizer(tokenizer)

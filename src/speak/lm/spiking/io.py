@@ -23,7 +23,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from speak.atomic import atomic_write_bytes
+from speak.atomic import atomic_write_bytes, read_json
 from speak.errors import SpeakError
 
 FORMAT_VERSION = 1
@@ -91,12 +91,7 @@ def save_model(
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise SpeakError(f"{directory}: not a model checkpoint (no {CONFIG_NAME})")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SpeakError(f"{path}: corrupted config ({err})") from None
+    cfg = read_json(path, missing=f"{directory}: not a model checkpoint (no {CONFIG_NAME})", what="config")
     if not isinstance(cfg, dict) or cfg.get("format") != "speak-lm" or "model_type" not in cfg:
         raise SpeakError(f"{path}: not a speak-lm checkpoint config")
     if cfg.get("format_version") != FORMAT_VERSION:
