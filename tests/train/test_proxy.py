@@ -42,6 +42,19 @@ def test_write_then_read_at_unaligned_offsets():
     assert np.array_equal(store.bits(), expect)  # neighbours of the written span are untouched
 
 
+def test_proxy_sf_follows_every_write_and_a_resume():
+    n, L = 997, 23
+    store = ProxyStore(_random_bits(n, 5), chunk_size=L, first_visit="accept")
+    rng = np.random.default_rng(6)
+    for _ in range(40):  # overlapping, byte-unaligned writes at varying densities
+        offs = rng.integers(0, n - L, size=3)
+        store.update(offs, rng.random((3, L)) < rng.random(), 1.0 + rng.random(3))
+        assert store.sf == pytest.approx(n / store.bits().sum())
+    resumed = ProxyStore(np.ones(n, dtype=bool), chunk_size=L)
+    resumed.load_state_dict(_roundtrip_via_checkpoint_encoding(store.state_dict()))
+    assert resumed.sf == store.sf
+
+
 def test_offsets_key_the_bits_not_slots():
     bits = _random_bits(500, 2)
     store = ProxyStore(bits, chunk_size=20, first_visit="accept")
@@ -221,6 +234,7 @@ def test_plugin_on_step_end_updates_store_and_logs():
     plugin.on_step_end(1, batch, out, metrics)
     assert metrics["proxy_reject_rate"] == 0.0 and metrics["proxy_accept_frac"] == 1.0
     assert plugin.targets_for(batch).all()  # first visits accepted: the spikes are the proxy now
+    assert metrics["proxy_sf"] == n / plugin.store.bits().sum()  # all-zero start, now the written rows' ones
     st = plugin.extra_state()
     other = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"first_visit": "accept"}, seq_len=L)
     other.load_extra_state(_roundtrip_via_checkpoint_encoding(st))

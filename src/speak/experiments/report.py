@@ -450,7 +450,8 @@ def read_train_log(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def curve_plots(records: Sequence[dict[str, Any]], plot_dir: Path, corpora: Sequence[str]) -> list[tuple[str, Path]]:
-    """Training BPC and SF vs step per method (one panel per corpus), and the proxy rejection rate where logged."""
+    """Training BPC and SF vs step per method (one panel per corpus; SPEAK's proxy SF too), and the proxy
+    rejection rate where logged."""
     logs: dict[str, dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]]] = {"bpc": {}, "sf": {}, "rej": {}}
     for rec in sorted(records, key=lambda r: (str(r.get("method")), int(r.get("seed", 0)))):
         path = rec.get("train_log")
@@ -468,6 +469,8 @@ def curve_plots(records: Sequence[dict[str, Any]], plot_dir: Path, corpora: Sequ
         for key in ("bpc", "sf"):
             if key in cols:
                 logs[key].setdefault(c, {}).setdefault(label, []).append((step, cols[key]))
+        if "proxy_sf" in cols:  # where the proxy s_hat's own SF went (it starts at the exemplar's)
+            logs["sf"].setdefault(c, {}).setdefault(f"{label} proxy", []).append((step, cols["proxy_sf"]))
         if "proxy_reject_rate" in cols:
             ok = np.isfinite(cols["proxy_reject_rate"])
             x = cols.get("proxy_epoch", step)

@@ -141,6 +141,7 @@ class ProxyStore:
         self.config = cfg
         self.n = int(bits.size)
         self._bits = np.packbits(bits.astype(bool), bitorder="little")  # [ceil(N / 8)] uint8
+        self._ones = int(np.count_nonzero(bits))  # boundaries in the proxy, kept current by _write
         self.n_chunks = -(-self.n // cfg.chunk_size)
         self._chunk_loss = np.full(self.n_chunks, np.nan, dtype=np.float64)  # [n_chunks]; NaN = none stored
         self._rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([cfg.seed, 0x5BEA])))
@@ -173,8 +174,18 @@ class ProxyStore:
         b0, b1 = offset // 8, (offset + length + 7) // 8
         bits = np.unpackbits(self._bits[b0:b1], bitorder="little")
         start = offset - 8 * b0
-        bits[start : start + length] = values.astype(np.uint8)
+        new = values.astype(np.uint8)
+        self._ones += int(new.sum()) - int(bits[start : start + length].sum())
+        bits[start : start + length] = new
         self._bits[b0:b1] = np.packbits(bits, bitorder="little")
+
+    @property
+    def sf(self) -> float:
+        """The proxy's shortening factor over the whole training split (characters / boundaries).
+
+        It starts at the exemplar's and moves as MH accepts the tokenizer's spikes; Table 1's diagnostics
+        (docs/decisions.md) follow it to see where the supervision drifted."""
+        return self.n / max(self._ones, 1)
 
     def bits(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """The proxy as a bool array over ``[start, stop)`` (default: the whole split)."""
@@ -350,6 +361,7 @@ class ProxyStore:
             raise SpeakError("proxy state arrays do not match this training split")
         epochs = np.asarray(_to_numpy(state["epochs"]), dtype=np.int64).reshape(-1, 5)
         self._bits = bits.copy()
+        self._ones = int(np.unpackbits(self._bits, bitorder="little")[: self.n].sum())
         self._chunk_loss = losses.copy()
         self._epochs = [_EpochCounter(*map(int, row)) for row in epochs] or [_EpochCounter()]
         self.chars_seen = int(state["chars_seen"])
@@ -468,6 +480,7 @@ class ProxyPlugin:
         metrics["proxy_reject_rate"] = d.reject_rate
         metrics["proxy_accept_frac"] = float(d.accepted.mean()) if d.accepted.size else 0.0
         metrics["proxy_epoch"] = self.store.epoch
+        metrics["proxy_sf"] = self.store.sf
 
     def extra_state(self) -> dict[str, Any]:
         return self.store.state_dict()

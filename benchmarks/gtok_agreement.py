@@ -1,0 +1,66 @@
+"""How closely trained runs' boundaries follow the exemplar they were trained towards (a Table 1 diagnostic).
+
+For each run folder (a `speak train` / `speak experiment` run with a checkpoint) this samples training windows,
+takes the hourglass's boundaries and compares them with the exemplar segmentation the run was supervised with
+(`speak.train.mimic.boundary_metrics`: precision, recall, F1, SF). It also prints the share of false positives
+that come right after another boundary (for SPEAK: double fires after a soft reset) and, for SPEAK runs, where the
+proxy s_hat ended: its SF over the training split, its agreement with the exemplar, and the MH counts per epoch.
+
+    python benchmarks/gtok_agreement.py runs/compare/runs/en-bible/{speak,dtp-unigram}/seed0 --windows 64
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from speak.experiments.segment_run import load_run_model
+from speak.train.checkpoint import load_checkpoint
+from speak.train.data import exemplar_boundaries
+from speak.train.mimic import boundary_metrics
+from speak.train.trainer import CHECKPOINT_DIR, exemplar_spec, prepare_data, read_run_files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--cache", default=None, help="exemplar cache folder (default: none, retrain per corpus)")
+    args = ap.parse_args()
+    exemplars: dict[tuple, tuple] = {}
+    print("| run | rate | P | R | F1 | SF | exemplar SF | FP after a boundary | proxy SF | proxy F1 | MH acc/rej |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in args.runs:
+        cfg, vocab = read_run_files(run)
+        key = (cfg.corpus, exemplar_spec(cfg), cfg.exemplar_vocab, cfg.exemplar_anchor, cfg.seed)
+        if key not in exemplars:
+            data = prepare_data(cfg, vocab)
+            ex = exemplar_boundaries(data.train_text, spec=key[1], vocab_size=key[2], cache_dir=args.cache,
+                                     seed=cfg.seed, anchor=key[3])
+            exemplars[key] = (data.train_ids, ex)
+        ids, ex = exemplars[key]
+        L = cfg.seq_len
+        starts = np.random.default_rng(0).integers(0, len(ids) - L, size=args.windows)
+        x = torch.as_tensor(np.stack([ids[s:s + L] for s in starts])).long()  # [W, L]
+        gold = np.stack([ex[s:s + L] for s in starts])  # [W, L]
+        model, _ = load_run_model(run)
+        with torch.no_grad():
+            hard = np.concatenate([model(x[i:i + 8]).boundary.hard.numpy() > 0.5 for i in range(0, len(x), 8)])
+        m = boundary_metrics(list(hard), list(gold))
+        fp = hard[:, 1:] & ~gold[:, 1:]  # [W, L-1]
+        after = float((fp & hard[:, :-1]).sum() / max(fp.sum(), 1))
+        proxy_cols = ["-", "-", "-"]
+        extra = load_checkpoint(f"{run}/{CHECKPOINT_DIR}").state.get("extra", {}).get("proxy")
+        if extra:
+            bits = np.unpackbits(np.asarray(extra["bits"], dtype=np.uint8), bitorder="little")[: len(ex)].astype(bool)
+            pm = boundary_metrics([bits], [ex])
+            epochs = np.asarray(extra["epochs"]).reshape(-1, 5)  # proposals, accepted, rejected, first, chars
+            proxy_cols = [f"{pm.sf:.2f}", f"{pm.f1:.3f}", " ".join(f"{a}/{r}" for _, a, r, _, _ in epochs.tolist())]
+        print(f"| {run} | {hard.mean():.3f} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.sf:.2f} | "
+              f"{m.exemplar_sf:.2f} | {after:.2f} | " + " | ".join(proxy_cols) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
