@@ -124,6 +124,20 @@ def test_acceptance_with_reevaluated_proxy_losses():
     assert np.allclose(stored[d.accepted], 4.0) and np.allclose(stored[~d.accepted], 1.0)
 
 
+def test_likelihood_acceptance_uses_the_chunk_log_likelihood():
+    """n = 4 characters 0.1733 nats worse each: alpha = exp(-0.693) = 1/2; a lower loss always passes."""
+    n, L = 4000, 4
+    store = ProxyStore(np.zeros(n * L, bool), chunk_size=L, seed=9, reevaluate=True, acceptance="likelihood")
+    offsets = np.arange(n) * L
+    worse = np.log(2.0) / L
+    d = store.update(offsets, np.ones((n, L)), np.full(n, 1.0 + worse), proxy_losses=np.full(n, 1.0))
+    assert np.allclose(d.ratio, 0.5) and abs(d.accepted.mean() - 0.5) < 0.03
+    d = store.update(offsets, np.ones((n, L)), np.full(n, 0.5), proxy_losses=np.full(n, 1.0))
+    assert d.accepted.all()
+    with pytest.raises(SpeakError, match="acceptance"):
+        ProxyConfig(acceptance="exp").validate()
+
+
 def test_greedy_never_accepts_a_higher_loss():
     store = ProxyStore(np.zeros(2000, bool), chunk_size=1, seed=0, greedy=True)
     offsets = np.arange(2000)
