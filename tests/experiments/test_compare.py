@@ -48,6 +48,19 @@ def test_finished_runs_are_not_rerun(tmp_path):
     assert again.calls == []
 
 
+def test_report_only_trains_nothing_and_names_the_missing_runs(tmp_path):
+    out = tmp_path / "cmp"
+    for method in ("vanilla", "speak"):
+        fake_metrics(run_dir_for(out, method, "/x/en.txt", 0), method, "/x/en.txt", 0)
+    runner = FakeRunner()
+    res = C.compare(["/x/en.txt"], "vanilla,speak", seeds=2, steps=3, out=out, runner=runner, quiet=True,
+                    plots=False, report_only=True)
+    assert runner.calls == [] and len(res["records"]) == 2
+    report = (out / "report.md").read_text()
+    assert "vanilla on en seed 1: not trained (report only)" in report
+    assert "speak on en seed 1: not trained (report only)" in report
+
+
 def test_cli_compare_uses_the_runner(tmp_path, monkeypatch):
     from speak.cli import app
 

@@ -27,13 +27,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         set_: list[str] = typer.Option([], "--set", help="Config override for every run: key=value."),
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N."),
         no_plots: bool = typer.Option(False, "--no-plots", help="Tables only."),
+        report_only: bool = typer.Option(False, "--report-only",
+                                         help="Train nothing: report the finished runs in --out, list the missing."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Table 1: BPC and SF per corpus (mean ± std over seeds) and a Welch t-test of SPEAK vs the best baseline."""
         from speak.experiments.compare import compare
 
         res = compare(corpus, methods, preset=preset, seeds=seeds, steps=steps, out=out, sets=set_,
-                      device=device, quiet=quiet, plots=not no_plots)
+                      device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
         _done(res, quiet)
 
     @exp.command("ablate")
@@ -50,13 +52,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         set_: list[str] = typer.Option([], "--set", help="Config override for every run: key=value."),
         device: Optional[str] = typer.Option(None, "--device"),
         no_plots: bool = typer.Option(False, "--no-plots"),
+        report_only: bool = typer.Option(False, "--report-only",
+                                         help="Train nothing: report the finished runs in --out, list the missing."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Tables 3 and 5: SPEAK's reset-mode / theta / optimisation ablations with t-tests vs the full model."""
         from speak.experiments.ablate import DEFAULT_VARIANTS, ablate
 
         res = ablate(corpus, variants or DEFAULT_VARIANTS, preset=preset, seeds=seeds, steps=steps, out=out,
-                     sets=set_, device=device, quiet=quiet, plots=not no_plots)
+                     sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
         _done(res, quiet)
 
     @exp.command("efficiency")

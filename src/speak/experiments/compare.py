@@ -46,9 +46,11 @@ def _log(msg: str, quiet: bool) -> None:
 
 def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, seeds: Sequence[int], steps: int,
              out: str | Path, sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None,
-             quiet: bool = False, skip_unavailable: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+             quiet: bool = False, skip_unavailable: bool = True,
+             report_only: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Train every (method, corpus, seed) not yet done; returns (records, notes). ``runner`` defaults to
-    :func:`speak.experiments.runner.run_training` (tests pass a stand-in)."""
+    :func:`speak.experiments.runner.run_training` (tests pass a stand-in). ``report_only``: train nothing, take
+    the finished runs and name the missing ones in the notes (e.g. a grid trained by several workers)."""
     runner = runner or run_training
     out = Path(out)
     names = [corpus_name(c) for c in corpora]
@@ -72,6 +74,9 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
             rec = load_record(run_dir, method=spec.name, corpus=corpus, seed=seed)
             rec["reused"] = True
             _log(f"{tag}: done already (bpc {rec.get('bpc', float('nan')):.4f})", quiet)
+        elif report_only:
+            notes.append(f"{spec.name} on {corpus_name(corpus)} seed {seed}: not trained (report only)")
+            continue
         else:
             _log(f"{tag}: training {steps} steps ({preset})", quiet)
             t0 = time.perf_counter()
@@ -89,7 +94,8 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
 def compare(corpora: Sequence[str], methods: Sequence[str] = DEFAULT_METHODS, *, preset: str = "cpu-small",
             seeds: int | Sequence[int] = 3, steps: int = 2000, out: str | Path = "experiments/compare",
             sets: Sequence[str] = (), target: str = "speak", runner: Runner | None = None,
-            device: str | None = None, quiet: bool = False, plots: bool = True) -> dict[str, Any]:
+            device: str | None = None, quiet: bool = False, plots: bool = True,
+            report_only: bool = False) -> dict[str, Any]:
     """Run the Table 1 grid and write results.json, report.md, report.html; returns the paths and tests."""
     if not corpora:
         raise SpeakError("compare needs at least one --corpus")
@@ -101,7 +107,7 @@ def compare(corpora: Sequence[str], methods: Sequence[str] = DEFAULT_METHODS, *,
         raise SpeakError("compare needs at least one seed")
     out = Path(out)
     records, notes = run_grid(methods, corpora, preset=preset, seeds=seed_list, steps=steps, out=out, sets=sets,
-                              runner=runner, device=device, quiet=quiet)
+                              runner=runner, device=device, quiet=quiet, report_only=report_only)
     names = [corpus_name(c) for c in corpora]
     return write_compare_outputs(out, records, methods, names, target=target, notes=notes, plots=plots,
                                  header=f"preset {preset}, {steps} steps, seeds {seed_list}"
