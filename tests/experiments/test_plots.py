@@ -34,3 +34,13 @@ def test_plot_lines_panels(tmp_path):
     p = plot_lines({}, tmp_path / "l.png", xlabel="step", ylabel="bpc",
                    panels={"a": {"m1": [([1, 2, 3], [3, 2, 1]), ([1, 2, 3], [3, 2.5, 1.5])]}, "b": {"m2": [([1], [2])]}})
     assert p.read_bytes()[:8] == PNG
+
+
+def test_plot_lines_log_axis(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    scales = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_yscale", lambda self, v, **kw: scales.append(v))
+    plot_lines({"sf": [([1, 2, 3], [300.0, 5.0, 4.0])]}, tmp_path / "l.png", xlabel="step", ylabel="sf", logy=True)
+    plot_lines({"sf": [([1, 2], [5.0, 4.0])]}, tmp_path / "m.png", xlabel="step", ylabel="sf")
+    assert scales == ["log"]

@@ -139,8 +139,9 @@ def test_sf_plot_draws_speak_proxy_sf(tmp_path, monkeypatch):
     log = tmp_path / "train_log.csv"
     log.write_text("step,bpc,sf,proxy_sf\n1,3.0,4.0,3.0\n2,2.5,4.5,3.5\n", encoding="utf-8")
     drawn = {}
-    monkeypatch.setattr(R, "plot_lines", lambda series, path, **kw: drawn.setdefault(path.name, kw["panels"]) and path)
+    monkeypatch.setattr(R, "plot_lines", lambda series, path, **kw: drawn.setdefault(path.name, kw) and path)
     R.curve_plots([{"method": "speak", "corpus_name": "c", "seed": 0, "train_log": str(log)}], tmp_path, ["c"])
-    (steps, proxy_sf), = drawn["train_sf.png"]["c"]["SPEAK proxy"]
+    (steps, proxy_sf), = drawn["train_sf.png"]["panels"]["c"]["SPEAK proxy"]
     assert steps.tolist() == [1, 2] and proxy_sf.tolist() == [3.0, 3.5]
-    assert "SPEAK proxy" not in drawn["train_bpc.png"]["c"]
+    assert drawn["train_sf.png"]["logy"] and not drawn["train_bpc.png"].get("logy")
+    assert "SPEAK proxy" not in drawn["train_bpc.png"]["panels"]["c"]

@@ -129,10 +129,12 @@ def plot_lines(
     title: str = "",
     panels: Mapping[str, Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]]] | None = None,
     dpi: int = 110,
+    logy: bool = False,
 ) -> Path:
     """Lines per label: ``series[label] = [(x, y), ...]`` (one pair per run, e.g. per seed; same colour per label).
 
     With ``panels`` ({panel title: series}) one subplot per panel is drawn instead (e.g. one per corpus).
+    ``logy``: a log y axis (an untrained tokenizer's SF of 100+ in the first steps would flatten the rest).
     """
     plt = _pyplot()
     groups = dict(panels) if panels else {title: series}
@@ -151,6 +153,8 @@ def plot_lines(
                         marker="o" if xs.size < 30 else None, ms=3, label=lab if j == 0 else None)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
         if ptitle:
             ax.set_title(ptitle, fontsize=10)
         ax.grid(alpha=0.3)

@@ -483,7 +483,7 @@ def curve_plots(records: Sequence[dict[str, Any]], plot_dir: Path, corpora: Sequ
             panels={c: logs["bpc"][c] for c in order})))
     if logs["sf"]:
         out.append(("Shortening factor (SF) trajectory", plot_lines(
-            {}, plot_dir / "train_sf.png", xlabel="step", ylabel="training SF",
+            {}, plot_dir / "train_sf.png", xlabel="step", ylabel="training SF (log scale)", logy=True,
             panels={c: logs["sf"][c] for c in order if c in logs["sf"]})))
     if logs["rej"]:
         has_epoch = any("proxy_epoch" in read_train_log(r["train_log"]) for r in records
