@@ -20,8 +20,9 @@ class TokenizerConfig:
              `char-mlp-2` (two such blocks), `char-ngram` (the per-character block plus hashed embeddings of the
              n-grams of orders 2..`ngram_order` ending at t, `ngram_buckets` rows each, and with
              `ngram_lookahead` k > 0 those ending up to k characters later (then no longer causal: standalone
-             use only); still a table lookup at inference; not in the paper), or `features` (an outer model's hidden states, e.g. the
-             hourglass pre-layers, are the encoder: the GTok setting; `feature_dim` is their width).
+             use only); still a table lookup at inference; not in the paper), or `features` (an outer model's
+             hidden states, e.g. the hourglass pre-layers, are the encoder: the GTok setting; `feature_dim` is
+             their width).
     linear1: `linear` (one Linear to the current) or `mlp` (DTP's boundary MLP d -> 4d -> GELU -> 1); `tanh`
              squashes the current into (-1, 1) (Table 7: Linear + tanh is best standalone).
     """

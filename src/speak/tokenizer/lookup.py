@@ -17,6 +17,16 @@ import numpy as np
 from numba import njit
 
 
+@njit(inline="always")
+def _lif_step(v, current, hard, soft, u_th, u_reset, gamma, delta):
+    """One step of Eq. 1 with the reset of Eq. 10-11: (spiked, the membrane after the reset). The compiled scans'
+    one copy of the neuron; `soft` = theta u_th."""
+    u = gamma * v + delta * current
+    if u >= u_th:
+        return True, (u_reset if hard else u - soft)
+    return False, u
+
+
 @njit(cache=True, nogil=True)
 def _scan_kernel(ids, starts, table_current, table_hard, out, theta, u_th, u_reset, gamma, delta):
     """Eq. 1 + 10 over a flat id stream; the state restarts at every `starts[t]` (a new text)."""
@@ -26,13 +36,7 @@ def _scan_kernel(ids, starts, table_current, table_hard, out, theta, u_th, u_res
         if starts[t]:
             v = u_reset
         c = ids[t]
-        u = gamma * v + delta * table_current[c]
-        if u >= u_th:
-            out[t] = True
-            v = u_reset if table_hard[c] else u - soft
-        else:
-            out[t] = False
-            v = u
+        out[t], v = _lif_step(v, table_current[c], table_hard[c], soft, u_th, u_reset, gamma, delta)
 
 
 @njit(cache=True, nogil=True)
@@ -49,16 +53,10 @@ def _token_ends_kernel(cps, bounds, id_table, unk, table_current, table_hard, en
         for t in range(a, b):
             cp = cps[t]
             c = id_table[cp] if cp < id_table.shape[0] else unk
-            u = gamma * v + delta * table_current[c]
-            if u >= u_th:
-                v = u_reset if table_hard[c] else u - soft
+            spiked, v = _lif_step(v, table_current[c], table_hard[c], soft, u_th, u_reset, gamma, delta)
+            if spiked or t == b - 1:
                 ends[k] = t + 1 - a
                 k += 1
-            else:
-                v = u
-                if t == b - 1:
-                    ends[k] = t + 1 - a
-                    k += 1
         counts[i] = k - first
     return k
 
@@ -162,22 +160,15 @@ def _ngram_scan_kernel(ids, starts, table, vocab, order, lookahead, buckets, use
                 e += table[k, 1]
                 base += buckets
         i_t = np.tanh(pre) if use_tanh else pre
-        u = gamma * v + delta * i_t
-        if u >= u_th:
-            out[t] = True
-            if hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0):
-                v = u_reset
-            else:
-                v = u - soft
-        else:
-            out[t] = False
-            v = u
+        hard = hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0)
+        out[t], v = _lif_step(v, i_t, hard, soft, u_th, u_reset, gamma, delta)
 
 
 @dataclass
 class NGramLookupTables:
     """Per-key current and mask-logit terms (float32 [V + S * buckets]: the characters, then the buckets of each of
-    the S = (order - 1)(lookahead + 1) n-gram kinds; Linear1's and Linear2's biases sit in the character rows) + how to combine them + the neuron's constants.
+    the S = (order - 1)(lookahead + 1) n-gram kinds; Linear1's and Linear2's biases sit in the character rows) + how
+    to combine them + the neuron's constants.
     ``hard_mode``: 0 = hard reset where the summed mask logit > 0, 1 = always, 2 = never (the reset mode applied)."""
 
     KIND = "ngram"
@@ -223,8 +214,8 @@ class NGramLookupTables:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "current": self.current.astype(np.float64).tolist(),
                 "mask": self.mask.astype(np.float64).tolist(),
-                **{k: getattr(self, k) for k in ("vocab", "order", "lookahead", "buckets", "tanh", "hard_mode", "theta", "u_th",
-                                                 "u_reset", "gamma", "delta")}}
+                **{k: getattr(self, k) for k in ("vocab", "order", "lookahead", "buckets", "tanh", "hard_mode",
+                                                 "theta", "u_th", "u_reset", "gamma", "delta")}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NGramLookupTables":

@@ -108,8 +108,8 @@ class SpeakTokenizerNet(nn.Module):
             hard_mode = lookup.HARD_ALWAYS if mode is ResetMode.ALL_HARD else lookup.HARD_NEVER
         return lookup.NGramLookupTables(
             torch.cat(cur).float().numpy().copy(), torch.cat(msk).float().numpy().copy(), cfg.vocab_size,
-            cfg.ngram_order, cfg.ngram_lookahead, cfg.ngram_buckets, cfg.tanh, hard_mode, theta, cfg.u_th, cfg.u_reset, cfg.gamma,
-            cfg.delta)
+            cfg.ngram_order, cfg.ngram_lookahead, cfg.ngram_buckets, cfg.tanh, hard_mode, theta, cfg.u_th,
+            cfg.u_reset, cfg.gamma, cfg.delta)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
