@@ -20,6 +20,7 @@ from speak.experiments.segment_run import load_run_model
 from speak.train.checkpoint import load_checkpoint
 from speak.train.data import exemplar_boundaries
 from speak.train.mimic import boundary_metrics
+from speak.train.proxy import ProxyStore
 from speak.train.trainer import CHECKPOINT_DIR, exemplar_spec, prepare_data, read_run_files
 
 
@@ -52,12 +53,13 @@ def main() -> None:
         fp = hard[:, 1:] & ~gold[:, 1:]  # [W, L-1]
         after = float((fp & hard[:, :-1]).sum() / max(fp.sum(), 1))
         proxy_cols = ["-", "-", "-"]
-        extra = load_checkpoint(f"{run}/{CHECKPOINT_DIR}").state.get("extra", {}).get("proxy")
-        if extra:
-            bits = np.unpackbits(np.asarray(extra["bits"], dtype=np.uint8), bitorder="little")[: len(ex)].astype(bool)
-            pm = boundary_metrics([bits], [ex])
-            epochs = np.asarray(extra["epochs"]).reshape(-1, 5)  # proposals, accepted, rejected, first, chars
-            proxy_cols = [f"{pm.sf:.2f}", f"{pm.f1:.3f}", " ".join(f"{a}/{r}" for _, a, r, _, _ in epochs.tolist())]
+        state = load_checkpoint(f"{run}/{CHECKPOINT_DIR}").state.get("extra", {}).get("proxy")
+        if state:
+            proxy = ProxyStore(ex, chunk_size=state["config"]["chunk_size"])
+            proxy.load_state_dict(state)
+            pm = boundary_metrics([proxy.bits()], [ex])
+            mh = " ".join(f"{e['accepted']}/{e['rejected']}" for e in proxy.epoch_stats())
+            proxy_cols = [f"{pm.sf:.2f}", f"{pm.f1:.3f}", mh]
         print(f"| {run} | {hard.mean():.3f} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.sf:.2f} | "
               f"{m.exemplar_sf:.2f} | {after:.2f} | " + " | ".join(proxy_cols) + " |", flush=True)
 

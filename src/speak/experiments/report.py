@@ -222,8 +222,7 @@ def verdicts(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora:
     rows = []
     for corpus in corpora:
         mine_bpc, mine_sf = _stat(bpc, target, corpus), _stat(sf, target, corpus)
-        stats = [(_stat(bpc, b, corpus), b) for b in _baselines(methods, target)]
-        cands = [(st.mean, b) for st, b in stats if st.n]
+        cands = [(st.mean, b) for b in _baselines(methods, target) if (st := _stat(bpc, b, corpus)).n]
         if not mine_bpc.n or not mine_sf.n or not cands:
             continue
         best_bpc, best = min(cands)
