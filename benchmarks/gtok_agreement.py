@@ -3,8 +3,9 @@
 For each run folder (a `speak train` / `speak experiment` run with a checkpoint) this samples training windows,
 takes the hourglass's boundaries and compares them with the exemplar segmentation the run was supervised with
 (`speak.train.mimic.boundary_metrics`: precision, recall, F1, SF). It also prints the share of false positives
-that come right after another boundary (for SPEAK: double fires after a soft reset) and, for SPEAK runs, where the
-proxy s_hat ended: its SF over the training split, its agreement with the exemplar, and the MH counts per epoch.
+that come right after another boundary (for SPEAK: double fires after a soft reset) and, for SPEAK runs, the share
+of spikes followed by a hard reset and where the proxy s_hat ended: its SF over the training split, its agreement
+with the exemplar, and the MH counts per epoch.
 
     python benchmarks/gtok_agreement.py runs/compare/runs/en-bible/{speak,dtp-unigram}/seed0 --windows 64
 """
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from speak.experiments.segment_run import load_run_model
+from speak.neuron.modes import ResetMode
 from speak.train.checkpoint import load_checkpoint
 from speak.train.data import exemplar_boundaries
 from speak.train.mimic import boundary_metrics
@@ -31,8 +33,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="exemplar cache folder (default: none, retrain per corpus)")
     args = ap.parse_args()
     exemplars: dict[tuple, tuple] = {}
-    print("| run | rate | P | R | F1 | SF | exemplar SF | FP after a boundary | proxy SF | proxy F1 | MH acc/rej |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | rate | P | R | F1 | SF | exemplar SF | FP after a boundary | hard-reset share | proxy SF | proxy F1 | MH acc/rej |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         cfg, vocab = read_run_files(run)
         key = (cfg.corpus, exemplar_spec(cfg), cfg.exemplar_vocab, cfg.exemplar_anchor, cfg.seed)
@@ -48,7 +50,11 @@ def main() -> None:
         gold = np.stack([ex[s:s + L] for s in starts])  # [W, L]
         model, _ = load_run_model(run)
         with torch.no_grad():
-            hard = np.concatenate([model(x[i:i + 8]).boundary.hard.numpy() > 0.5 for i in range(0, len(x), 8)])
+            outs = [model(x[i:i + 8]).boundary for i in range(0, len(x), 8)]
+        hard = np.concatenate([b.hard.numpy() > 0.5 for b in outs])  # [W, L]
+        resets = "-"  # SPEAK with entropy-aware reset: the share of spikes whose mask asks for a hard reset (Eq. 9)
+        if outs[0].tokenizer is not None and ResetMode.parse(model.boundary_source.net.cfg.reset_mode).uses_mask:
+            resets = f"{np.concatenate([b.tokenizer.mask.numpy() for b in outs])[hard].mean():.3f}"
         m = boundary_metrics(list(hard), list(gold))
         fp = hard[:, 1:] & ~gold[:, 1:]  # [W, L-1]
         after = float((fp & hard[:, :-1]).sum() / max(fp.sum(), 1))
@@ -61,7 +67,7 @@ def main() -> None:
             mh = " ".join(f"{e['accepted']}/{e['rejected']}" for e in proxy.epoch_stats())
             proxy_cols = [f"{pm.sf:.2f}", f"{pm.f1:.3f}", mh]
         print(f"| {run} | {hard.mean():.3f} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.sf:.2f} | "
-              f"{m.exemplar_sf:.2f} | {after:.2f} | " + " | ".join(proxy_cols) + " |", flush=True)
+              f"{m.exemplar_sf:.2f} | {after:.2f} | {resets} | " + " | ".join(proxy_cols) + " |", flush=True)
 
 
 if __name__ == "__main__":
