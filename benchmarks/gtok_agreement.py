@@ -33,8 +33,10 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="exemplar cache folder (default: none, retrain per corpus)")
     args = ap.parse_args()
     exemplars: dict[tuple, tuple] = {}
-    print("| run | rate | P | R | F1 | SF | exemplar SF | FP after a boundary | hard-reset share | proxy SF | proxy F1 | MH acc/rej |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    cols = ["run", "rate", "P", "R", "F1", "SF", "exemplar SF", "FP after a boundary", "hard-reset share",
+            "proxy SF", "proxy F1", "MH acc/rej"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
     for run in args.runs:
         cfg, vocab = read_run_files(run)
         key = (cfg.corpus, exemplar_spec(cfg), cfg.exemplar_vocab, cfg.exemplar_anchor, cfg.seed)
