@@ -13,25 +13,21 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
+import math
 import sys
 from pathlib import Path
 
-import numpy as np
+from speak.experiments.report import Stat, welch_ttest
+from speak.errors import SpeakError
+from speak.experiments.runner import METRICS_FILE, load_record
 
-from speak.experiments.report import welch_ttest
+METRICS = (("bpc", 3), ("sf", 2))  # reported metric, decimals
 
 
-def read_group(pattern: str) -> dict[str, list[float]]:
-    """bpc and sf of every run folder matching ``pattern`` that has finished (has a metrics.json)."""
-    values: dict[str, list[float]] = {"bpc": [], "sf": []}
-    for run in sorted(glob.glob(pattern)):
-        path = Path(run) / "metrics.json"
-        if path.is_file():
-            metrics = json.loads(path.read_text())
-            for key in values:
-                values[key].append(float(metrics[key]))
-    return values
+def read_group(pattern: str) -> dict[str, Stat]:
+    """bpc and sf over the run folders matching ``pattern`` that finished (have a metrics.json)."""
+    records = [load_record(run) for run in sorted(glob.glob(pattern)) if (Path(run) / METRICS_FILE).is_file()]
+    return {key: Stat([float(r[key]) for r in records]) for key, _ in METRICS}
 
 
 def main() -> None:
@@ -43,21 +39,24 @@ def main() -> None:
         label, sep, pattern = arg.partition("=")
         if not sep:
             sys.exit(f"error: expected LABEL=GLOB, got {arg!r}")
-        values = read_group(pattern)
-        if not values["bpc"]:
-            sys.exit(f"error: no finished run (metrics.json) matches {pattern!r}")
-        groups.append((label, values))
+        try:
+            stats = read_group(pattern)
+        except SpeakError as err:  # an unreadable metrics.json
+            sys.exit(f"error: {err}")
+        if not stats["bpc"].n:
+            sys.exit(f"error: no finished run ({METRICS_FILE}) matches {pattern!r}")
+        groups.append((label, stats))
     ref_label, ref = groups[0]
     print(f"| group | runs | BPC | SF | p BPC vs {ref_label} | p SF |")
     print("|---|---|---|---|---|---|")
-    for label, values in groups:
-        cells = [label, str(len(values["bpc"]))]
-        for key, digits in (("bpc", 3), ("sf", 2)):
-            v = np.asarray(values[key])
-            cells.append(f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{digits}f}")
-        for key in ("bpc", "sf"):
-            p = welch_ttest(values[key], ref[key])[1] if label != ref_label else float("nan")
-            cells.append("–" if np.isnan(p) else f"{p:.2f}")
+    for i, (label, stats) in enumerate(groups):
+        cells = [label, str(stats["bpc"].n)]
+        for key, digits in METRICS:
+            st = stats[key]
+            cells.append(f"{st.mean:.{digits}f} ± {st.std if st.n > 1 else 0:.{digits}f}")
+        for key, _ in METRICS:
+            p = welch_ttest(stats[key].values, ref[key].values)[1] if i else float("nan")
+            cells.append("–" if math.isnan(p) else f"{p:.2f}")
         print("| " + " | ".join(cells) + " |")
 
 
