@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -119,7 +118,6 @@ def test_tiny_real_compare(tmp_path):
 
     corpus = tmp_path / "slice.txt"
     corpus.write_text(load_corpus("embedded")[:30_000], encoding="utf-8")
-    t0 = time.perf_counter()
     res = C.compare([str(corpus)], "vanilla,speak", preset="cpu-tiny", seeds=1, steps=4, out=tmp_path / "cmp",
                     sets=["test_windows=2", "eval_windows=1", "timing_batches=1", "batch_size=4", "seq_len=64"],
                     quiet=True)
@@ -132,4 +130,3 @@ def test_tiny_real_compare(tmp_path):
     md = res["report_md"].read_text()
     assert "SPEAK" in md and "Vanilla" in md
     assert (tmp_path / "cmp" / "plots" / "train_bpc.png").is_file()
-    assert time.perf_counter() - t0 < 120
