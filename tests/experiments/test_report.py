@@ -52,6 +52,19 @@ def test_ttest_matches_scipy(records):
     avg_m = [(BPC[("magnet", "a")][s] + BPC[("magnet", "b")][s]) / 2 for s in range(3)]
     assert by["Avg."]["p"] == pytest.approx(stats.ttest_ind(avg_s, avg_m, equal_var=False).pvalue, rel=1e-12)
     assert by["a"]["significant"] and not by["b"]["significant"]
+    for c in CORPORA:  # paired by seed
+        ref = stats.ttest_rel(BPC[("speak", c)], BPC[("magnet", c)])
+        assert by[c]["p_paired"] == pytest.approx(ref.pvalue, rel=1e-12) and by[c]["n_paired"] == 3
+    assert by["Avg."]["p_paired"] == pytest.approx(stats.ttest_rel(avg_s, avg_m).pvalue, rel=1e-12)
+
+
+def test_paired_ttest_uses_common_seeds_only():
+    a, b = {0: 1.0, 1: 2.0, 2: 4.0, 7: 9.0}, {0: 1.5, 1: 2.25, 2: 4.75, 3: 0.0}
+    t, p, n = R.paired_ttest(a, b)
+    ref = stats.ttest_rel([1.0, 2.0, 4.0], [1.5, 2.25, 4.75])
+    assert n == 3 and p == pytest.approx(ref.pvalue) and t == pytest.approx(ref.statistic)
+    t, p, n = R.paired_ttest({0: 1.0, 1: 2.0}, {1: 3.0})
+    assert n == 1 and np.isnan(t) and np.isnan(p)
 
 
 def test_ttest_needs_two_seeds():

@@ -5,7 +5,8 @@ the rest of a run's metrics.json rides along). Statistics are over seeds: mean �
 corpora is, per seed, the mean over the corpora, then mean ± std over the seeds that have every corpus (the mean of
 the corpus means, without std, when no seed has them all). Significance is a two-sample Welch t-test
 (``scipy.stats.ttest_ind(a, b, equal_var=False)``), p < 0.05 marked ``*`` as in the paper's tables; with fewer than two
-seeds per side there is no test ("n/a").
+seeds per side there is no test ("n/a"). The significance table adds a paired t-test over seeds
+(``scipy.stats.ttest_rel``): runs of one seed train on the same windows in the same order, whatever the method.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "read_train_log",
     "render_html",
     "render_markdown",
+    "paired_ttest",
     "significance_vs_best_baseline",
     "verdict_table",
     "verdicts",
@@ -96,15 +98,25 @@ def _stat(groups: dict[tuple[str, str], dict[int, float]], method: str, corpus: 
     return Stat([by_seed[k] for k in sorted(by_seed)])
 
 
+def _avg_by_seed(groups: dict[tuple[str, str], dict[int, float]], method: str,
+                 corpora: Sequence[str]) -> dict[int, float]:
+    """{seed: mean over corpora} for the seeds that have every corpus."""
+    per = [groups.get((method, c), {}) for c in corpora]
+    if not per or any(not p for p in per):
+        return {}
+    seeds = sorted(set.intersection(*(set(p) for p in per)))
+    return {s: float(np.mean([p[s] for p in per])) for s in seeds}
+
+
 def _avg_over_corpora(groups: dict[tuple[str, str], dict[int, float]], method: str,
                       corpora: Sequence[str]) -> tuple[Stat, bool]:
     """(per-seed averages over corpora, True) when some seeds have every corpus, else (corpus means, False)."""
+    by_seed = _avg_by_seed(groups, method, corpora)
+    if by_seed:
+        return Stat([by_seed[s] for s in sorted(by_seed)]), True
     per = [groups.get((method, c), {}) for c in corpora]
     if not per or any(not p for p in per):
         return Stat([]), False
-    seeds = sorted(set.intersection(*(set(p) for p in per)))
-    if seeds:
-        return Stat([float(np.mean([p[s] for p in per])) for s in seeds]), True
     return Stat([float(np.mean([np.mean(list(p.values())) for p in per]))]), False
 
 
@@ -122,6 +134,24 @@ def welch_ttest(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_ind(a, b, equal_var=False)
     return float(res.statistic), float(res.pvalue)
+
+
+def paired_ttest(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
+    """(t, p, n) of a two-sided paired t-test over the seeds both sides have; (nan, nan, n) with fewer than 2.
+
+    Runs of one seed train on the same windows in the same order, whatever the method, so they share part of
+    their noise, and pairing by seed removes it."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return math.nan, math.nan, len(seeds)
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():  # identical differences warn about precision; p is nan/valid
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+    return float(res.statistic), float(res.pvalue), len(seeds)
 
 
 def _fmt_num(v: float, digits: int) -> str:
@@ -163,25 +193,26 @@ def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Se
     baselines = _baselines(methods, target)
     rows = []
     for corpus in list(corpora) + ["Avg."]:
-        def values(method: str) -> list[float]:
+        def by_seed(method: str) -> dict[int, float]:
             if corpus == "Avg.":
-                st, ok = _avg_over_corpora(groups, method, corpora)
-                return st.values if ok else []
-            return _stat(groups, method, corpus).values
+                return _avg_by_seed(groups, method, corpora)
+            return groups.get((method, corpus), {})
 
-        mine = values(target)
-        cands = [(float(np.mean(values(b))), b) for b in baselines if values(b)]
+        mine = list(by_seed(target).values())
+        cands = [(float(np.mean(list(v.values()))), b) for b in baselines if (v := by_seed(b))]
         if not mine or not cands:
             continue
         best_mean, best = min(cands)
-        theirs = values(best)
+        theirs = list(by_seed(best).values())
         t, p = welch_ttest(mine, theirs)
+        t_paired, p_paired, n_paired = paired_ttest(by_seed(target), by_seed(best))
         mean = float(np.mean(mine))
         rows.append({
             "corpus": corpus, "target": target, "baseline": best, "metric": metric,
             "target_mean": mean, "baseline_mean": best_mean, "n_target": len(mine), "n_baseline": len(theirs),
             "delta_pct": 100.0 * (mean - best_mean) / best_mean if best_mean else math.nan,
             "t": t, "p": p, "significant": bool(_finite(p) and p < ALPHA),
+            "t_paired": t_paired, "p_paired": p_paired, "n_paired": n_paired,
         })
     return rows
 
@@ -248,11 +279,14 @@ def verdict_table(rows: Sequence[dict[str, Any]], sf_tolerance: float = 0.05) ->
 
 
 def significance_table(rows: Sequence[dict[str, Any]]) -> Table:
-    headers = ["Corpus", "Target", "Best baseline", "Target BPC", "Baseline BPC", "Δ %", "n", "t", "p"]
+    headers = ["Corpus", "Target", "Best baseline", "Target BPC", "Baseline BPC", "Δ %", "n", "t", "p",
+               "p paired"]
     body = [[r["corpus"], _label(r["target"]), _label(r["baseline"]), _fmt_num(r["target_mean"], 4),
              _fmt_num(r["baseline_mean"], 4), _fmt_num(r["delta_pct"], 2), f"{r['n_target']}/{r['n_baseline']}",
-             _fmt_num(r["t"], 3), _fmt_p(r["p"])] for r in rows]
-    return Table("Significance: SPEAK vs the best baseline per corpus (Welch t-test on BPC over seeds)", headers, body)
+             _fmt_num(r["t"], 3), _fmt_p(r["p"]), _fmt_p(r.get("p_paired", math.nan))] for r in rows]
+    return Table("Significance: SPEAK vs the best baseline per corpus (Welch t-test on BPC over seeds)", headers, body,
+                 note="p paired: paired t-test over the seeds both have (runs of one seed train on the same "
+                      "windows in the same order).")
 
 
 def ablation_tests(records: Sequence[dict[str, Any]], variants: Sequence[str], corpora: Sequence[str], *,
