@@ -46,7 +46,16 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    jobs = [(m, c, s) for s, c, m in itertools.product(range(args.seeds), args.corpus, args.methods.split(","))]
+    from speak.errors import SpeakError
+    from speak.experiments.runner import resolve_method
+
+    methods = args.methods.split(",")
+    try:
+        for method in methods:  # an unknown name fails here, once, not in every worker
+            resolve_method(method)
+    except SpeakError as exc:
+        sys.exit(f"grid_workers: {exc}")
+    jobs = [(m, c, s) for s, c, m in itertools.product(range(args.seeds), args.corpus, methods)]
     procs = [mp.Process(target=work, args=(jobs, args, i)) for i in range(args.workers)]
     for p in procs:
         p.start()
