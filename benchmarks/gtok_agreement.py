@@ -51,8 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     exemplars: dict[tuple, tuple] = {}
     cols = ["run", "rate", "P", "R", "R 1-2 chars", "R 3+ chars", "F1", "SF", "exemplar SF", "FP after a boundary",
-            "hard-reset share",
-            "proxy SF", "proxy F1", "MH acc/rej"]
+            "hard-reset share", "proxy SF", "proxy F1", "MH acc/rej"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for run in args.runs:
