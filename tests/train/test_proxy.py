@@ -149,6 +149,16 @@ def test_greedy_never_accepts_a_higher_loss():
     assert d.accepted.all()
 
 
+def test_frozen_proxy_keeps_the_exemplar_whatever_the_loss():
+    init = np.arange(3000) % 3 == 0
+    store = ProxyStore(init, chunk_size=1, seed=0, acceptance="frozen", first_visit="accept")
+    offsets = np.arange(3000)
+    d = store.update(offsets, np.ones((3000, 1)), np.full(3000, 1.0))  # first visits: even "accept" keeps it
+    d = store.update(offsets, np.ones((3000, 1)), np.full(3000, 0.1))  # a far lower loss
+    assert not d.accepted.any()
+    assert np.array_equal(store.bits(), init)
+
+
 def test_rows_of_one_chunk_are_decided_in_order():
     store = ProxyStore(np.zeros(100, bool), chunk_size=100, greedy=True, first_visit="accept")
     d = store.update([0, 10, 20], np.ones((3, 5)), [3.0, 2.0, 2.5])

@@ -87,6 +87,8 @@ ABLATION_VARIANTS: dict[str, MethodSpec] = {
     "speak-wo-lmem2": MethodSpec("speak-wo-lmem2", "speak", ("model.boundary.mem_second_term=false",),
                                  "w/o L_mem 2nd term"),
     "speak-wo-mh": MethodSpec("speak-wo-mh", "speak", ("proxy.greedy=true",), "w/o MH sampling"),
+    # Not in the paper: the proxy never changes (the exemplar is L_mem's target throughout, like DTP-Unigram's).
+    "speak-fixed-proxy": MethodSpec("speak-fixed-proxy", "speak", ("proxy.acceptance=frozen",), "proxy fixed"),
     # Not in the paper: L_mem's alpha and beta fixed at 1.2 / 0.6 (the standalone setting) instead of learned (GTok).
     "speak-fixed-mem-scales": MethodSpec("speak-fixed-mem-scales", "speak", ("model.boundary.learn_mem_scales=false",),
                                          "alpha, beta fixed"),

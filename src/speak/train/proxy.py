@@ -24,6 +24,8 @@ the LM loss the proxy had when it was last accepted (NaN = none yet).
 - ``acceptance="likelihood"`` (not the paper's): alpha = exp(n (L_LM(s_hat) - L_LM(s))), the ratio of the chunk's
   likelihoods under the two segmentations (n characters, losses in nats per character): textbook Metropolis. Eq. 16's
   ratio of mean losses stays within a few percent of 1, so it accepts almost everything (measured ~1% rejections).
+- ``acceptance="frozen"`` (an ablation, not the paper's): reject every candidate, first visits included, so the
+  exemplar stays the target throughout, as DTP-Unigram's targets do.
 
 Rejection rates are counted per epoch (one epoch = one pass over the training stream: characters seen / train
 length; the paper reports ~10% early, ~90% late). :meth:`ProxyStore.state_dict` holds numpy arrays (the packed bits,
@@ -48,7 +50,7 @@ from speak.errors import SpeakError
 __all__ = ["Decision", "ProxyConfig", "ProxyPlugin", "ProxyStore", "ProxyTargetStream", "per_row_lm_loss"]
 
 FIRST_VISIT = ("accept", "baseline")
-ACCEPTANCE = ("ratio", "likelihood")
+ACCEPTANCE = ("ratio", "likelihood", "frozen")
 STATE_KIND = "ProxyStore"
 STATE_VERSION = 1
 
@@ -59,7 +61,7 @@ class ProxyConfig:
 
     chunk_size: int = 512  # characters per chunk id (offset // chunk_size); use the training seq_len
     greedy: bool = False  # "w/o MH" (Table 5): accept only when the loss fell
-    acceptance: str = "ratio"  # ratio (Eq. 16) | likelihood (exp of the chunk's log-likelihood gain; module doc)
+    acceptance: str = "ratio"  # ratio (Eq. 16) | likelihood (exp of the chunk's log-likelihood gain) | frozen
     reevaluate: bool = False  # L_LM(s_hat) from a second forward under the current LM (the caller computes it)
     first_visit: str = "baseline"  # baseline | accept: what to do for a chunk with no stored loss (see module doc)
     seed: int = 0  # the acceptance RNG (numpy PCG64)
@@ -262,7 +264,7 @@ class ProxyStore:
                 continue
             if not math.isfinite(ref):
                 first[i] = True
-                accepted[i] = self.config.first_visit == "accept"
+                accepted[i] = self.config.first_visit == "accept" and self.config.acceptance != "frozen"
                 pending[cid] = l_new
                 continue
             old[i] = ref
@@ -270,7 +272,9 @@ class ProxyStore:
                 ratio[i] = math.exp(min(spikes.shape[1] * (ref - l_new), 0.0))
             else:  # Eq. 16
                 ratio[i] = ref / l_new if l_new > 0 else math.inf
-            if self.config.greedy:
+            if self.config.acceptance == "frozen":
+                accepted[i] = False
+            elif self.config.greedy:
                 accepted[i] = l_new < ref
             else:
                 accepted[i] = bool(u[i] <= ratio[i])  # min(1, alpha): alpha >= 1 always accepts
