@@ -120,19 +120,24 @@ def _avg_over_corpora(groups: dict[tuple[str, str], dict[int, float]], method: s
     return Stat([float(np.mean([np.mean(list(p.values())) for p in per]))]), False
 
 
+def _scipy_test(name: str, *args: Sequence[float], **kwargs: Any) -> Any:
+    """``scipy.stats.<name>(*args)``; identical values warn about precision there, and p is nan or valid anyway."""
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return getattr(stats, name)(*args, **kwargs)
+
+
 def welch_ttest(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """(t, p) of a two-sided Welch two-sample t-test; (nan, nan) with fewer than 2 values on a side."""
     a = [float(x) for x in a]
     b = [float(x) for x in b]
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
-    import warnings
-
-    from scipy import stats
-
-    with warnings.catch_warnings():  # identical values (e.g. SF 1.0 of vanilla) warn about precision; p is nan/valid
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_ind(a, b, equal_var=False)
+    res = _scipy_test("ttest_ind", a, b, equal_var=False)
     return float(res.statistic), float(res.pvalue)
 
 
@@ -144,13 +149,7 @@ def paired_ttest(a: dict[int, float], b: dict[int, float]) -> tuple[float, float
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         return math.nan, math.nan, len(seeds)
-    import warnings
-
-    from scipy import stats
-
-    with warnings.catch_warnings():  # identical differences warn about precision; p is nan/valid
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+    res = _scipy_test("ttest_rel", [a[s] for s in seeds], [b[s] for s in seeds])
     return float(res.statistic), float(res.pvalue), len(seeds)
 
 
@@ -193,19 +192,16 @@ def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Se
     baselines = _baselines(methods, target)
     rows = []
     for corpus in list(corpora) + ["Avg."]:
-        def by_seed(method: str) -> dict[int, float]:
-            if corpus == "Avg.":
-                return _avg_by_seed(groups, method, corpora)
-            return groups.get((method, corpus), {})
-
-        mine = list(by_seed(target).values())
-        cands = [(float(np.mean(list(v.values()))), b) for b in baselines if (v := by_seed(b))]
+        by_seed = {m: _avg_by_seed(groups, m, corpora) if corpus == "Avg." else groups.get((m, corpus), {})
+                   for m in [target, *baselines]}  # method -> {seed: value}
+        mine = list(by_seed[target].values())
+        cands = [(float(np.mean(list(by_seed[b].values()))), b) for b in baselines if by_seed[b]]
         if not mine or not cands:
             continue
         best_mean, best = min(cands)
-        theirs = list(by_seed(best).values())
+        theirs = list(by_seed[best].values())
         t, p = welch_ttest(mine, theirs)
-        t_paired, p_paired, n_paired = paired_ttest(by_seed(target), by_seed(best))
+        t_paired, p_paired, n_paired = paired_ttest(by_seed[target], by_seed[best])
         mean = float(np.mean(mine))
         rows.append({
             "corpus": corpus, "target": target, "baseline": best, "metric": metric,
