@@ -169,6 +169,29 @@ def test_speak_losses_match_their_equations():
     torch.testing.assert_close(got["l_reset"], reset_loss(tok.mask_logits, e_hat))
 
 
+def test_bounded_mem_scales_use_the_papers_grid():
+    """With bound_mem_scales, L_mem sees alpha, beta clamped to App. C.1's grid, and no gradient moves them outward."""
+    from speak.lm.boundaries import MEM_SCALE_GRID
+    from speak.train.spiking_losses import membrane_loss
+
+    model = tiny_model("speak", bound_mem_scales=True).eval()
+    source = model.boundary_source
+    with torch.no_grad():
+        source.mem_scales.copy_(torch.tensor([0.3, 1.5]))  # both outside: alpha low, beta high
+    (a_lo, _), (_, b_hi) = MEM_SCALE_GRID
+    alpha, beta = source.alpha_beta()
+    assert (float(alpha), float(beta)) == pytest.approx((a_lo, b_hi))
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+    out = model(inputs)
+    got = _speak_aux_losses(model, out, batch, inputs)["l_mem"]
+    tok = out.boundary.tokenizer
+    want = membrane_loss(tok.u, tok.current, batch.boundary_targets, alpha=a_lo, beta=b_hi, balanced=True)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert source.mem_scales.grad.abs().sum() == 0
+
+
 def test_speak_uniform_reset_has_no_reset_loss_and_needs_proxy_targets():
     model = tiny_model("speak", speak={"reset_mode": "all-hard"})
     batch = next(_batches())

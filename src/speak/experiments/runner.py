@@ -92,6 +92,9 @@ ABLATION_VARIANTS: dict[str, MethodSpec] = {
     # Not in the paper: L_mem's alpha and beta fixed at 1.2 / 0.6 (the standalone setting) instead of learned (GTok).
     "speak-fixed-mem-scales": MethodSpec("speak-fixed-mem-scales", "speak", ("model.boundary.learn_mem_scales=false",),
                                          "alpha, beta fixed"),
+    # Not in the paper: alpha, beta learned (App. C.1) but kept inside the grid the paper searched (MEM_SCALE_GRID).
+    "speak-bounded-mem-scales": MethodSpec("speak-bounded-mem-scales", "speak",
+                                           ("model.boundary.bound_mem_scales=true",), "alpha, beta bounded"),
     # Not in the paper: L_mem as one mean over all positions (session 1's default) instead of the balanced mean.
     "speak-mean-lmem": MethodSpec("speak-mean-lmem", "speak", ("model.boundary.mem_balanced=false",),
                                   "L_mem unbalanced (one mean)"),

@@ -63,6 +63,10 @@ DEFAULT_SCRIPT_PRIORS: dict[str, float] = {
 }
 
 
+# The ranges of L_mem's alpha and beta the paper searched (App. C.1): alpha in [0.8, 1.4], beta in [0.3, 0.8].
+MEM_SCALE_GRID = ((0.8, 1.4), (0.3, 0.8))
+
+
 @dataclass
 class BoundaryOutput:
     hard: Tensor  # [B, L] float in {0,1}; 1 = position t closes its group (may carry straight-through grads)
@@ -87,6 +91,9 @@ class BoundaryConfig:
     mem_alpha: float = 1.2  # L_mem's alpha (Eq. 14), initial value when learnable
     mem_beta: float = 0.6  # L_mem's beta (Eq. 14)
     learn_mem_scales: bool = True  # GTok: alpha and beta are learned with the model (App. C.1)
+    # Not in the paper: keep learned alpha, beta inside the paper's own search grid (MEM_SCALE_GRID). Unbounded,
+    # L_mem lowers its own firing target (alpha 1.2 -> 0.35 in 2000 cpu-small steps; docs/decisions.md).
+    bound_mem_scales: bool = False
     mem_second_term: bool = True  # False = "w/o L_mem 2nd term" (Table 5)
     # L_mem's two sums each normalised by their own count (speak.train.spiking_losses). One plain mean lets the
     # silent majority pull uncertain positions below threshold: measured, SF 5.24 -> 4.28, BPC 2.828 -> 2.762
@@ -338,6 +345,14 @@ class SpeakBoundaries(BoundarySource):
             self.mem_scales = nn.Parameter(scales)
         else:
             self.register_buffer("mem_scales", scales)
+
+    def alpha_beta(self) -> tuple[Tensor, Tensor]:
+        """L_mem's (alpha, beta) (Eq. 14); clamped to MEM_SCALE_GRID when ``bound_mem_scales`` (no gradient outside)."""
+        alpha, beta = self.mem_scales[0], self.mem_scales[1]
+        if self.cfg.bound_mem_scales:
+            (a_lo, a_hi), (b_lo, b_hi) = MEM_SCALE_GRID
+            alpha, beta = alpha.clamp(a_lo, a_hi), beta.clamp(b_lo, b_hi)
+        return alpha, beta
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
         if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder

@@ -68,7 +68,7 @@ def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs
     if batch.boundary_targets is None:
         raise SpeakError("boundary source 'speak' needs proxy targets in batch.boundary_targets (enable the proxy)")
     ncfg = source.net.cfg
-    alpha, beta = source.mem_scales[0], source.mem_scales[1]
+    alpha, beta = source.alpha_beta()
     losses = {"l_mem": membrane_loss(
         tok.u, tok.current, batch.boundary_targets.to(tok.u.device), alpha=alpha, beta=beta, u_th=ncfg.u_th,
         u_reset=ncfg.u_reset, gamma=ncfg.gamma, delta=ncfg.delta, valid=valid, second_term=cfg.mem_second_term,
