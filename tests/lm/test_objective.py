@@ -265,7 +265,8 @@ def test_lm_loss_sends_no_gradient_through_speak_spikes():
 
 
 def test_speak_tokenizer_losses_stop_at_the_shared_encoder_by_default():
-    """L_mem's gradient through the scan would swamp the LM's in the shared pre-layers: detached by default."""
+    """L_mem's gradient through the scan would swamp the LM's in the shared pre-layers: detached by default, or
+    scaled by feature_grad_scale (same values forward, gradient x scale)."""
     batch = next(_batches())
     inputs = batch.chars[:, :-1]
 
@@ -277,4 +278,7 @@ def test_speak_tokenizer_losses_stop_at_the_shared_encoder_by_default():
                    if p.grad is not None and not n.startswith("boundary_source"))
 
     assert encoder_grad() == 0.0
-    assert encoder_grad(detach_features=False) > 0.0
+    full = encoder_grad(detach_features=False)
+    assert full > 0.0
+    assert encoder_grad(detach_features=False, feature_grad_scale=0.0) == 0.0
+    assert encoder_grad(detach_features=False, feature_grad_scale=0.1) == pytest.approx(0.1 * full, rel=1e-4)
