@@ -60,6 +60,22 @@ def test_report_only_trains_nothing_and_names_the_missing_runs(tmp_path):
     assert "speak on en seed 1: not trained (report only)" in report
 
 
+def test_compare_tests_a_chosen_speak_variant_against_the_baselines(tmp_path):
+    out = tmp_path / "cmp"
+    methods = ("dtp-unigram", "speak", "speak-bounded-mem-scales")
+    for seed in range(2):
+        for method, bpc in zip(methods, (1.10, 1.05, 1.00)):
+            fake_metrics(run_dir_for(out, method, "/x/en.txt", seed), method, "/x/en.txt", seed, bpc=bpc + 0.01 * seed)
+    res = C.compare(["/x/en.txt"], ",".join(methods), seeds=2, out=out, target="speak-bounded-mem-scales",
+                    quiet=True, plots=False, report_only=True)
+    row = next(t for t in res["significance"] if t["corpus"] == "en")
+    assert (row["target"], row["baseline"]) == ("speak-bounded-mem-scales", "dtp-unigram")  # speak is no baseline
+    assert row["target_mean"] == pytest.approx(1.005)
+    with pytest.raises(SpeakError, match="--target"):
+        C.compare(["/x/en.txt"], "dtp-unigram,speak", seeds=2, out=out, target="speak-all-hard", quiet=True,
+                  plots=False, report_only=True)
+
+
 def test_cli_compare_uses_the_runner(tmp_path, monkeypatch):
     from speak.cli import app
 

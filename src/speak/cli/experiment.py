@@ -29,12 +29,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         no_plots: bool = typer.Option(False, "--no-plots", help="Tables only."),
         report_only: bool = typer.Option(False, "--report-only",
                                          help="Train nothing: report the finished runs in --out, list the missing."),
+        target: Optional[str] = typer.Option(None, "--target",
+                                             help="The method tested against the best baseline (default: speak); "
+                                                  "a speak-* variant in --methods works too."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Table 1: BPC and SF per corpus (mean ± std over seeds) and a Welch t-test of SPEAK vs the best baseline."""
         from speak.experiments.compare import compare
 
-        res = compare(corpus, methods, preset=preset, seeds=seeds, steps=steps, out=out, sets=set_,
+        res = compare(corpus, methods, preset=preset, seeds=seeds, steps=steps, out=out, sets=set_, target=target,
                       device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
         _done(res, quiet)
 

@@ -93,10 +93,13 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
 
 def compare(corpora: Sequence[str], methods: Sequence[str] = DEFAULT_METHODS, *, preset: str = "cpu-small",
             seeds: int | Sequence[int] = 3, steps: int = 2000, out: str | Path = "experiments/compare",
-            sets: Sequence[str] = (), target: str = "speak", runner: Runner | None = None,
+            sets: Sequence[str] = (), target: str | None = None, runner: Runner | None = None,
             device: str | None = None, quiet: bool = False, plots: bool = True,
             report_only: bool = False) -> dict[str, Any]:
-    """Run the Table 1 grid and write results.json, report.md, report.html; returns the paths and tests."""
+    """Run the Table 1 grid and write results.json, report.md, report.html; returns the paths and tests.
+
+    ``target`` is the method tested against the best baseline: None = speak, when it is among the methods.
+    """
     if not corpora:
         raise SpeakError("compare needs at least one --corpus")
     methods = parse_list(methods)
@@ -105,11 +108,13 @@ def compare(corpora: Sequence[str], methods: Sequence[str] = DEFAULT_METHODS, *,
     seed_list = list(range(int(seeds))) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise SpeakError("compare needs at least one seed")
+    if target is not None and target not in methods:
+        raise SpeakError(f"compare --target {target!r} is not among --methods {','.join(methods)}")
     out = Path(out)
     records, notes = run_grid(methods, corpora, preset=preset, seeds=seed_list, steps=steps, out=out, sets=sets,
                               runner=runner, device=device, quiet=quiet, report_only=report_only)
     names = [corpus_name(c) for c in corpora]
-    return write_compare_outputs(out, records, methods, names, target=target, notes=notes, plots=plots,
+    return write_compare_outputs(out, records, methods, names, target=target or "speak", notes=notes, plots=plots,
                                  header=f"preset {preset}, {steps} steps, seeds {seed_list}"
                                         + (f", overrides {list(sets)}" if sets else ""))
 
