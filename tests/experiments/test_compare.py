@@ -52,12 +52,12 @@ def test_report_only_trains_nothing_and_names_the_missing_runs(tmp_path):
     for method in ("vanilla", "speak"):
         fake_metrics(run_dir_for(out, method, "/x/en.txt", 0), method, "/x/en.txt", 0)
     runner = FakeRunner()
-    res = C.compare(["/x/en.txt"], "vanilla,speak", seeds=2, steps=3, out=out, runner=runner, quiet=True,
+    res = C.compare(["/x/en.txt"], "vanilla,speak", seeds=3, steps=3, out=out, runner=runner, quiet=True,
                     plots=False, report_only=True)
     assert runner.calls == [] and len(res["records"]) == 2
     report = (out / "report.md").read_text()
-    assert "vanilla on en seed 1: not trained (report only)" in report
-    assert "speak on en seed 1: not trained (report only)" in report
+    assert "vanilla on en seeds 1, 2: not trained (report only)" in report
+    assert "speak on en seeds 1, 2: not trained (report only)" in report
 
 
 def test_compare_tests_a_chosen_speak_variant_against_the_baselines(tmp_path):

@@ -59,6 +59,7 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
     specs = [resolve_method(m) for m in methods]  # unknown names fail before any training
     records: list[dict[str, Any]] = []
     notes: list[str] = []
+    missing: dict[tuple[str, str], list[int]] = {}  # (method, corpus name) -> seeds not trained (report only)
     todo = [(s, c, seed) for c in corpora for s in specs for seed in seeds]
     for i, (spec, corpus, seed) in enumerate(todo, 1):
         run_dir = run_dir_for(out, spec.name, corpus, seed)
@@ -75,7 +76,7 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
             rec["reused"] = True
             _log(f"{tag}: done already (bpc {rec.get('bpc', float('nan')):.4f})", quiet)
         elif report_only:
-            notes.append(f"{spec.name} on {corpus_name(corpus)} seed {seed}: not trained (report only)")
+            missing.setdefault((spec.name, corpus_name(corpus)), []).append(seed)
             continue
         else:
             _log(f"{tag}: training {steps} steps ({preset})", quiet)
@@ -88,6 +89,9 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
             rec["wall_seconds"] = time.perf_counter() - t0
             _log(f"{tag}: bpc {rec.get('bpc', float('nan')):.4f} sf {rec.get('sf', float('nan')):.2f}", quiet)
         records.append(rec)
+    for (method, name), missed in missing.items():
+        label = "seed" if len(missed) == 1 else "seeds"
+        notes.append(f"{method} on {name} {label} {', '.join(map(str, missed))}: not trained (report only)")
     return records, notes
 
 
