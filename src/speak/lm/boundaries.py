@@ -107,8 +107,8 @@ class BoundaryConfig:
     # of the LM's; measured: SPEAK trailed DTP-Unigram by 0.2 BPC at 300 steps that way. False for the others.
     detach_features: bool | None = None
     # Not in the paper: when the features are not detached, the boundary losses' gradient into the shared pre-layers
-    # is multiplied by this (1 = unchanged). At 0.01 (about the LM's gradient norm at init, 1/80 above) SPEAK got no
-    # better (docs/decisions.md); DTP-Unigram does lose without its BCE's gradient there.
+    # is multiplied by this (1 = unchanged). At 0.01 (about the LM's gradient norm at init, 1/80 above) and 0.03 SPEAK
+    # got no better (docs/decisions.md); DTP-Unigram does lose without its BCE's gradient there.
     feature_grad_scale: float = 1.0
 
     def validate(self) -> None:
