@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from speak.errors import SpeakError
-from speak.lm.boundaries import BoundaryConfig
 from speak.train.losses import (
     binomial_prior_loss,
     boundary_bce,
@@ -283,37 +282,3 @@ def test_speak_tokenizer_losses_stop_at_the_shared_encoder_by_default():
     assert full > 0.0
     assert encoder_grad(detach_features=False, feature_grad_scale=0.0) == 0.0
     assert encoder_grad(detach_features=False, feature_grad_scale=0.1) == pytest.approx(0.1 * full, rel=1e-4)
-
-
-def test_speak_local_feature_path_leaves_values_and_head_gradients_alone():
-    """feature_grad_path='local': L_mem / L_reset keep their values and the heads' gradients, and the shared
-    encoder gets each position's own term only (much less than through the scan)."""
-    batch = next(_batches())
-    inputs = batch.chars[:, :-1]
-
-    def run(**opts):
-        torch.manual_seed(0)
-        model = tiny_model("speak", **opts).train()
-        out = model(inputs)
-        losses = _speak_aux_losses(model, out, batch, inputs)
-        sum(losses.values()).backward()
-        heads = {n: p.grad.clone() for n, p in model.boundary_source.named_parameters() if p.grad is not None}
-        enc = sum(float(p.grad.abs().sum()) for n, p in model.named_parameters()
-                  if p.grad is not None and not n.startswith("boundary_source"))
-        return {k: float(v) for k, v in losses.items()}, heads, enc
-
-    ref_losses, ref_heads, ref_enc = run()
-    losses, heads, enc = run(detach_features=False, feature_grad_path="local")
-    _, _, scan_enc = run(detach_features=False)
-    assert losses == pytest.approx(ref_losses, rel=1e-6)
-    assert heads.keys() == ref_heads.keys()
-    for name, grad in heads.items():
-        torch.testing.assert_close(grad, ref_heads[name])
-    assert ref_enc == 0.0 and 0.0 < enc < scan_enc
-    _, _, half = run(detach_features=False, feature_grad_path="local", feature_grad_scale=0.5)
-    assert half == pytest.approx(0.5 * enc, rel=1e-4)
-
-
-def test_feature_grad_path_is_validated():
-    with pytest.raises(SpeakError, match="feature_grad_path"):
-        BoundaryConfig(name="speak", feature_grad_path="global").validate()

@@ -65,7 +65,6 @@ DEFAULT_SCRIPT_PRIORS: dict[str, float] = {
 
 # The ranges of L_mem's alpha and beta the paper searched (App. C.1): alpha in [0.8, 1.4], beta in [0.3, 0.8].
 MEM_SCALE_GRID = ((0.8, 1.4), (0.3, 0.8))
-FEATURE_GRAD_PATHS = ("scan", "local", "reset")  # BoundaryConfig.feature_grad_path
 
 
 @dataclass
@@ -111,12 +110,6 @@ class BoundaryConfig:
     # is multiplied by this (1 = unchanged). At 0.01 (about the LM's gradient norm at init, 1/80 above) and 0.03 SPEAK
     # got no better (docs/decisions.md); DTP-Unigram does lose without its BCE's gradient there.
     feature_grad_scale: float = 1.0
-    # Not in the paper: how SPEAK's losses reach the shared pre-layers when the features are not detached. "scan":
-    # through the integrate-and-fire scan, so each I_t collects the L_mem error of every later position it feeds.
-    # "local": through each position's own terms only (u_t = gamma v_{t-1} + delta I_t with v_{t-1} held, and e_t),
-    # a per-position signal on the scale of DTP's boundary BCE; the heads still learn through the full scan.
-    # "reset": L_reset's only (the contextual-boundary BCE, as DTP-Entropy's BCE trains its encoder).
-    feature_grad_path: str = "scan"
 
     def validate(self) -> None:
         if self.name not in BOUNDARY_SOURCES:
@@ -137,9 +130,6 @@ class BoundaryConfig:
         bad = {k: v for k, v in self.script_priors.items() if not 0.0 < v < 1.0}
         if bad:
             raise SpeakError(f"boundary.script_priors must be in (0, 1), got {bad}")
-        if self.feature_grad_path not in FEATURE_GRAD_PATHS:
-            raise SpeakError(f"boundary.feature_grad_path must be one of {FEATURE_GRAD_PATHS}, "
-                             f"got {self.feature_grad_path!r}")
         if self.feature_grad_scale < 0.0:
             raise SpeakError(f"boundary.feature_grad_scale must be >= 0, got {self.feature_grad_scale}")
         if self.loss_weight < 0.0:
@@ -191,13 +181,10 @@ class BoundarySource(nn.Module):
         """Parameters that exist but never take part in the forward (excluded from every count)."""
         return iter(())
 
-    def _detached(self) -> bool:
-        detach = self.cfg.detach_features if self.cfg.detach_features is not None else self.name == "speak"
-        return detach or self.cfg.feature_grad_scale == 0.0
-
     def _features(self, features: Tensor) -> Tensor:
+        detach = self.cfg.detach_features if self.cfg.detach_features is not None else self.name == "speak"
         scale = self.cfg.feature_grad_scale
-        if self._detached():
+        if detach or scale == 0.0:
             return features.detach()
         if scale == 1.0:
             return features
@@ -379,9 +366,7 @@ class SpeakBoundaries(BoundarySource):
         return alpha, beta
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
-        if self.net.cfg.encoder == "features" and self.cfg.feature_grad_path != "scan" and not self._detached():
-            out = self._local_feature_grad(self.net(chars, features=features.detach()), features)
-        elif self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder
+        if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder
             out = self.net(chars, features=self._features(features))
         else:  # its own per-character encoder (standalone setting inside the hourglass)
             out = self.net(chars)
@@ -390,19 +375,6 @@ class SpeakBoundaries(BoundarySource):
         # Letting L_LM reach the currents through the surrogate drives the spike rate to 1 (more groups always help
         # the LM), which we measured: the rate ran from 0.07 to 0.97 in 50 cpu-small steps and L_mem diverged.
         return BoundaryOutput(hard=out.s.detach().to(features.dtype), tokenizer=out)  # [B, L]
-
-    def _local_feature_grad(self, out: "TokenizerOutput", features: Tensor) -> "TokenizerOutput":
-        """Give u and e a second gradient path into the shared pre-layers, through each position's own terms only
-        (``feature_grad_path="local"``); values are unchanged, the heads' parameters get nothing from this path."""
-        ncfg = self.net.cfg
-        current, e = self.net.heads(features, frozen=True)  # [B, L] each; gradient to the features only
-        k = self.cfg.feature_grad_scale
-        if self.cfg.feature_grad_path == "local":
-            v_prev = torch.cat([torch.full_like(out.v[:, :1], ncfg.u_reset), out.v[:, :-1]], dim=1).detach()
-            u_local = ncfg.gamma * v_prev + ncfg.delta * current.to(v_prev.dtype)  # [B, L], Eq. 1, v_{t-1} held
-            out.u = out.u + k * (u_local - u_local.detach())  # same values; + the local path's gradient x k
-        out.mask_logits = out.mask_logits + k * (e - e.detach())  # [B, L]
-        return out
 
     def _encoder_params(self) -> set[int]:
         if self.net.cfg.encoder != "features":

@@ -57,20 +57,12 @@ class SpeakTokenizerNet(nn.Module):
             raise ValueError("this tokenizer reads an outer model's features (encoder='features'): pass features")
         return self.encoder(char_ids)
 
-    def heads(self, h: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(current I [B, L], contextual-boundary logits e [B, L]) from encoder states h [B, L, D].
-
-        `frozen`: the heads' parameters take no gradient from this call (it flows to h only)."""
-        def run(layer: nn.Module) -> torch.Tensor:
-            if not frozen:
-                return layer(h)
-            params = {name: p.detach() for name, p in layer.named_parameters()}
-            return torch.func.functional_call(layer, params, (h,))
-
-        current = run(self.linear1).squeeze(-1)  # [B, L]
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(current I [B, L], contextual-boundary logits e [B, L]) from encoder states h [B, L, D]."""
+        current = self.linear1(h).squeeze(-1)  # [B, L]
         if self.cfg.tanh:
             current = torch.tanh(current)
-        return current, run(self.linear2).squeeze(-1)  # [B, L], [B, L]
+        return current, self.linear2(h).squeeze(-1)  # [B, L], [B, L]
 
     def forward(self, char_ids: torch.Tensor | None, features: torch.Tensor | None = None) -> TokenizerOutput:
         h = self.encode(char_ids, features)  # [B, L, D]
