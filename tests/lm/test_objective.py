@@ -282,3 +282,32 @@ def test_speak_tokenizer_losses_stop_at_the_shared_encoder_by_default():
     assert full > 0.0
     assert encoder_grad(detach_features=False, feature_grad_scale=0.0) == 0.0
     assert encoder_grad(detach_features=False, feature_grad_scale=0.1) == pytest.approx(0.1 * full, rel=1e-4)
+
+
+def test_speak_encoder_bce_trains_only_the_shared_encoder_and_its_own_head():
+    """encoder_bce (not in the paper): a BCE of a separate head vs the proxy reaches the pre-layers; the tokenizer's
+    heads, its spikes and L_mem stay what they are without it."""
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+    plain = tiny_model("speak").train()
+    model = tiny_model("speak", encoder_bce=0.5).train()
+    assert plain.boundary_source.encoder_head is None
+    head_ids = {id(p) for p in model.boundary_source.encoder_head.parameters()}
+    assert not head_ids & {id(p) for p in model.boundary_source.tokenizer_parameters()}
+
+    out, out_plain = model(inputs), plain(inputs)
+    assert torch.equal(out.boundary.hard, out_plain.boundary.hard)
+    losses = _speak_aux_losses(model, out, batch, inputs)
+    plain_losses = _speak_aux_losses(plain, out_plain, batch, inputs)
+    assert "encoder_bce" not in plain_losses
+    assert float(losses["l_mem"].detach()) == pytest.approx(float(plain_losses["l_mem"].detach()))
+    valid = (inputs != 0).float()
+    expected = 0.5 * boundary_bce(out.boundary.logits, batch.boundary_targets, valid)
+    assert float(losses["encoder_bce"].detach()) == pytest.approx(float(expected.detach()))
+
+    losses["encoder_bce"].backward()
+    grads = {n: float(p.grad.abs().sum()) for n, p in model.named_parameters() if p.grad is not None}
+    assert sum(v for n, v in grads.items() if not n.startswith("boundary_source")) > 0.0  # the pre-layers learn
+    assert sum(v for n, v in grads.items() if n.startswith("boundary_source.net")) == 0.0  # the tokenizer does not
+    with pytest.raises(SpeakError, match="encoder_bce"):
+        tiny_model("speak", encoder_bce=-1.0)

@@ -110,6 +110,10 @@ class BoundaryConfig:
     # is multiplied by this (1 = unchanged). At 0.01 (about the LM's gradient norm at init, 1/80 above) and 0.03 SPEAK
     # got no better (docs/decisions.md); DTP-Unigram does lose without its BCE's gradient there.
     feature_grad_scale: float = 1.0
+    # Not in the paper: speak only. Weight of a per-position BCE that trains the shared pre-layers to predict the
+    # proxy's boundaries through a head of its own (DTP-Unigram's loss on SPEAK's targets); the tokenizer's heads
+    # and spikes do not use that head. 0 = off (the paper). docs/decisions.md, "An encoder BCE for SPEAK".
+    encoder_bce: float = 0.0
 
     def validate(self) -> None:
         if self.name not in BOUNDARY_SOURCES:
@@ -132,6 +136,8 @@ class BoundaryConfig:
             raise SpeakError(f"boundary.script_priors must be in (0, 1), got {bad}")
         if self.feature_grad_scale < 0.0:
             raise SpeakError(f"boundary.feature_grad_scale must be >= 0, got {self.feature_grad_scale}")
+        if self.encoder_bce < 0.0:
+            raise SpeakError(f"boundary.encoder_bce must be >= 0, got {self.encoder_bce}")
         if self.loss_weight < 0.0:
             raise SpeakError(f"boundary.loss_weight must be >= 0, got {self.loss_weight}")
         if not 0.0 <= self.entropy_ratio <= 1.0:
@@ -356,6 +362,8 @@ class SpeakBoundaries(BoundarySource):
             self.mem_scales = nn.Parameter(scales)
         else:
             self.register_buffer("mem_scales", scales)
+        # encoder_bce's own head on the attached features; None when off (the paper's model)
+        self.encoder_head = BoundaryPredictor(d_model) if cfg.encoder_bce > 0.0 else None
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
         """L_mem's (alpha, beta) (Eq. 14); clamped to MEM_SCALE_GRID when ``bound_mem_scales`` (no gradient outside)."""
@@ -374,7 +382,8 @@ class SpeakBoundaries(BoundarySource):
         # model via backpropagation and the token boundary predictor through proxy supervision" (paper Fig. 2D).
         # Letting L_LM reach the currents through the surrogate drives the spike rate to 1 (more groups always help
         # the LM), which we measured: the rate ran from 0.07 to 0.97 in 50 cpu-small steps and L_mem diverged.
-        return BoundaryOutput(hard=out.s.detach().to(features.dtype), tokenizer=out)  # [B, L]
+        logits = self.encoder_head(features) if self.encoder_head is not None else None  # [B, L]; trains the encoder
+        return BoundaryOutput(hard=out.s.detach().to(features.dtype), logits=logits, tokenizer=out)  # [B, L]
 
     def _encoder_params(self) -> set[int]:
         if self.net.cfg.encoder != "features":
@@ -384,6 +393,8 @@ class SpeakBoundaries(BoundarySource):
 
     def tokenizer_parameters(self) -> Iterator[nn.Parameter]:
         skip = self._encoder_params()  # its own encoder is replaced by the shared pre-layers
+        if self.encoder_head is not None:  # a training aid of the LM's pre-layers, not part of tokenization
+            skip |= {id(p) for p in self.encoder_head.parameters()}
         return (p for p in self.parameters() if id(p) not in skip)
 
     def unused_parameters(self) -> Iterator[nn.Parameter]:
