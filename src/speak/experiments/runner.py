@@ -95,6 +95,11 @@ ABLATION_VARIANTS: dict[str, MethodSpec] = {
     # Not in the paper: alpha, beta learned (App. C.1) but kept inside the grid the paper searched (MEM_SCALE_GRID).
     "speak-bounded-mem-scales": MethodSpec("speak-bounded-mem-scales", "speak",
                                            ("model.boundary.bound_mem_scales=true",), "alpha, beta bounded"),
+    # Not in the paper: the bounded variant plus a BCE that trains the shared pre-layers on the proxy's boundaries
+    # through a head of its own (boundary.encoder_bce; docs/decisions.md, "An encoder BCE for SPEAK").
+    "speak-encoder-bce": MethodSpec("speak-encoder-bce", "speak",
+                                    ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0"),
+                                    "bounded + encoder BCE"),
     # Not in the paper: L_mem as one mean over all positions (session 1's default) instead of the balanced mean.
     "speak-mean-lmem": MethodSpec("speak-mean-lmem", "speak", ("model.boundary.mem_balanced=false",),
                                   "L_mem unbalanced (one mean)"),
