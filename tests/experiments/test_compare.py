@@ -146,3 +146,34 @@ def test_tiny_real_compare(tmp_path):
     md = res["report_md"].read_text()
     assert "SPEAK" in md and "Vanilla" in md
     assert (tmp_path / "cmp" / "plots" / "train_bpc.png").is_file()
+
+
+def test_restored_records_report_like_the_runs_they_came_from(tmp_path):
+    """benchmarks/restore_runs.py: a committed results.json put back as run folders reports the same numbers."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "restore_runs.py"
+    spec = importlib.util.spec_from_file_location("restore_runs", script)
+    restore_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(restore_runs)
+
+    old = tmp_path / "old"
+    for seed in range(2):
+        for method, bpc in (("dtp-unigram", 1.10), ("speak", 1.05)):
+            fake_metrics(run_dir_for(old, method, "/x/en.txt", seed), method, "/x/en.txt", seed, bpc=bpc + 0.01 * seed)
+    first = C.compare(["/x/en.txt"], "dtp-unigram,speak", seeds=2, out=old, quiet=True, plots=False, report_only=True)
+
+    new = tmp_path / "new"
+    assert restore_runs.restore(old / "results.json", new, {"dtp-unigram"}) == 2
+    assert restore_runs.restore(old / "results.json", new, None) == 2  # only speak's runs were missing
+    assert restore_runs.restore(old / "results.json", new, None) == 0
+    again = C.compare(["/x/en.txt"], "dtp-unigram,speak", seeds=2, out=new, quiet=True, plots=False, report_only=True)
+    key = lambda r: (r["method"], r["seed"])  # noqa: E731
+    assert [(key(r), r["bpc"], r["sf"]) for r in sorted(again["records"], key=key)] == \
+        [(key(r), r["bpc"], r["sf"]) for r in sorted(first["records"], key=key)]
+    assert again["significance"][0]["p"] == pytest.approx(first["significance"][0]["p"])
+
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(SpeakError, match="corrupted"):
+        restore_runs.restore(tmp_path / "bad.json", new, None)
