@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from speak.errors import SpeakError
+from speak.lm.hourglass import count_parameters
 from speak.train.losses import (
     binomial_prior_loss,
     boundary_bce,
@@ -309,5 +310,9 @@ def test_speak_encoder_bce_trains_only_the_shared_encoder_and_its_own_head():
     grads = {n: float(p.grad.abs().sum()) for n, p in model.named_parameters() if p.grad is not None}
     assert sum(v for n, v in grads.items() if not n.startswith("boundary_source")) > 0.0  # the pre-layers learn
     assert sum(v for n, v in grads.items() if n.startswith("boundary_source.net")) == 0.0  # the tokenizer does not
+    # a training aid only: inference neither runs the head nor counts its parameters
+    model.eval()
+    assert model(inputs).boundary.logits is None
+    assert count_parameters(model) == count_parameters(plain)
     with pytest.raises(SpeakError, match="encoder_bce"):
         tiny_model("speak", encoder_bce=-1.0)

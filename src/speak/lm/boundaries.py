@@ -184,7 +184,7 @@ class BoundarySource(nn.Module):
         return self.parameters()
 
     def unused_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters that exist but never take part in the forward (excluded from every count)."""
+        """Parameters that exist but never take part in inference (excluded from every count)."""
         return iter(())
 
     def _features(self, features: Tensor) -> Tensor:
@@ -382,7 +382,8 @@ class SpeakBoundaries(BoundarySource):
         # model via backpropagation and the token boundary predictor through proxy supervision" (paper Fig. 2D).
         # Letting L_LM reach the currents through the surrogate drives the spike rate to 1 (more groups always help
         # the LM), which we measured: the rate ran from 0.07 to 0.97 in 50 cpu-small steps and L_mem diverged.
-        logits = self.encoder_head(features) if self.encoder_head is not None else None  # [B, L]; trains the encoder
+        # encoder_bce's head is a training aid: it runs in training only, so inference costs what the paper's does
+        logits = self.encoder_head(features) if self.encoder_head is not None and self.training else None  # [B, L]
         return BoundaryOutput(hard=out.s.detach().to(features.dtype), logits=logits, tokenizer=out)  # [B, L]
 
     def _encoder_params(self) -> set[int]:
@@ -392,11 +393,11 @@ class SpeakBoundaries(BoundarySource):
         return {id(p) for p in enc.parameters()} if isinstance(enc, nn.Module) else set()
 
     def tokenizer_parameters(self) -> Iterator[nn.Parameter]:
-        skip = self._encoder_params()  # its own encoder is replaced by the shared pre-layers
-        if self.encoder_head is not None:  # a training aid of the LM's pre-layers, not part of tokenization
-            skip |= {id(p) for p in self.encoder_head.parameters()}
+        skip = {id(p) for p in self.unused_parameters()}
         return (p for p in self.parameters() if id(p) not in skip)
 
     def unused_parameters(self) -> Iterator[nn.Parameter]:
-        skip = self._encoder_params()
+        skip = self._encoder_params()  # its own encoder is replaced by the shared pre-layers
+        if self.encoder_head is not None:  # encoder_bce's head trains the pre-layers; inference never runs it
+            skip |= {id(p) for p in self.encoder_head.parameters()}
         return (p for p in self.parameters() if id(p) in skip)
