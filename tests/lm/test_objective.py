@@ -316,3 +316,22 @@ def test_speak_encoder_bce_trains_only_the_shared_encoder_and_its_own_head():
     assert count_parameters(model) == count_parameters(plain)
     with pytest.raises(SpeakError, match="encoder_bce"):
         tiny_model("speak", encoder_bce=-1.0)
+    with pytest.raises(SpeakError, match="encoder_bce_targets"):
+        tiny_model("speak", encoder_bce=1.0, encoder_bce_targets="exemplar")
+
+
+def test_speak_encoder_bce_on_entropy_targets_learns_dtp_entropy_spikes():
+    """encoder_bce_targets=entropy: the head's BCE is against DTP-Entropy's targets from the LM's own logits, not the
+    proxy; the proxy still drives L_mem."""
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+    model = tiny_model("speak", encoder_bce=1.0, encoder_bce_targets="entropy").train()
+    out = model(inputs)
+    losses = _speak_aux_losses(model, out, batch, inputs)
+    valid = (inputs != 0).float()
+    entropy_targets = dtp_entropy_targets(out.logits)
+    assert not torch.equal(entropy_targets, batch.boundary_targets.float())
+    expected = boundary_bce(out.boundary.logits, entropy_targets, valid)
+    assert float(losses["encoder_bce"].detach()) == pytest.approx(float(expected.detach()))
+    proxy_bce = boundary_bce(out.boundary.logits, batch.boundary_targets, valid)
+    assert float(losses["encoder_bce"].detach()) != pytest.approx(float(proxy_bce.detach()))

@@ -100,6 +100,11 @@ ABLATION_VARIANTS: dict[str, MethodSpec] = {
     "speak-encoder-bce": MethodSpec("speak-encoder-bce", "speak",
                                     ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0"),
                                     "bounded + encoder BCE"),
+    # Not in the paper: the same head learns DTP-Entropy's entropy-spike targets instead of the proxy's boundaries.
+    "speak-entropy-bce": MethodSpec("speak-entropy-bce", "speak",
+                                    ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0",
+                                     "model.boundary.encoder_bce_targets=entropy"),
+                                    "bounded + entropy BCE"),
     # Not in the paper: L_mem as one mean over all positions (session 1's default) instead of the balanced mean.
     "speak-mean-lmem": MethodSpec("speak-mean-lmem", "speak", ("model.boundary.mem_balanced=false",),
                                   "L_mem unbalanced (one mean)"),

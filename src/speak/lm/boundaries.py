@@ -114,6 +114,9 @@ class BoundaryConfig:
     # proxy's boundaries through a head of its own (DTP-Unigram's loss on SPEAK's targets); the tokenizer's heads
     # and spikes do not use that head. 0 = off (the paper). docs/decisions.md, "An encoder BCE for SPEAK".
     encoder_bce: float = 0.0
+    # What that head learns: "proxy" (s_hat, the tokenizer's own targets) or "entropy" (DTP-Entropy's entropy-spike
+    # targets from the LM's own logits, so the pre-layers get DTP-Entropy's training signal; not in the paper).
+    encoder_bce_targets: str = "proxy"
 
     def validate(self) -> None:
         if self.name not in BOUNDARY_SOURCES:
@@ -138,6 +141,8 @@ class BoundaryConfig:
             raise SpeakError(f"boundary.feature_grad_scale must be >= 0, got {self.feature_grad_scale}")
         if self.encoder_bce < 0.0:
             raise SpeakError(f"boundary.encoder_bce must be >= 0, got {self.encoder_bce}")
+        if self.encoder_bce_targets not in ("proxy", "entropy"):
+            raise SpeakError(f"boundary.encoder_bce_targets must be 'proxy' or 'entropy', got {self.encoder_bce_targets!r}")
         if self.loss_weight < 0.0:
             raise SpeakError(f"boundary.loss_weight must be >= 0, got {self.loss_weight}")
         if not 0.0 <= self.entropy_ratio <= 1.0:

@@ -9,7 +9,8 @@
   ``dtp-entropy``: ``boundary_bce(logits, dtp_entropy_targets(LM logits))`` (targets from the LM's own predictive
   entropy, no grad); ``dtp-gumbel``: ``binomial_prior_loss(hard, prior)``; ``magnet``: the per-script Binomial prior;
   ``none`` / ``fixed`` / ``whitespace``: nothing; ``speak``: :func:`_speak_aux_losses` (L_mem, L_reset, and
-  ``boundary.encoder_bce`` x the BCE of its encoder head vs the proxy when that option is on).
+  ``boundary.encoder_bce`` x the BCE of its encoder head vs the proxy, or vs DTP-Entropy's targets with
+  ``encoder_bce_targets: entropy``, when that option is on).
   Positions whose input is ``<pad>`` are masked out of every auxiliary loss.
 - metrics: loss, lm_loss, bpc, sf (B * L / groups over the batch, trailing partial groups included; 1.0 for the
   vanilla model), n_groups, boundary_rate, and each auxiliary loss by name.
@@ -78,8 +79,11 @@ def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs
         e_hat = reset_targets_from_entropy(predictive_entropy(out.logits), tok.s, ratio=cfg.entropy_ratio,
                                            mode=cfg.entropy_mode, valid=valid)  # [B, L]
         losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, valid)
-    if out.boundary.logits is not None:  # encoder_bce (not in the paper): the pre-layers learn the proxy's boundaries
-        targets = batch.boundary_targets.to(out.boundary.logits.device)  # [B, L]
+    if out.boundary.logits is not None:  # encoder_bce (not in the paper): the pre-layers learn boundaries
+        if cfg.encoder_bce_targets == "entropy":
+            targets = dtp_entropy_targets(out.logits)  # [B, L]
+        else:
+            targets = batch.boundary_targets.to(out.boundary.logits.device)  # [B, L]
         losses["encoder_bce"] = cfg.encoder_bce * boundary_bce(out.boundary.logits, targets, valid.to(targets.dtype))
     return losses
 
