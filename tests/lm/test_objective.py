@@ -335,3 +335,19 @@ def test_speak_encoder_bce_on_entropy_targets_learns_dtp_entropy_spikes():
     assert float(losses["encoder_bce"].detach()) == pytest.approx(float(expected.detach()))
     proxy_bce = boundary_bce(out.boundary.logits, batch.boundary_targets, valid)
     assert float(losses["encoder_bce"].detach()) != pytest.approx(float(proxy_bce.detach()))
+
+
+def test_speak_encoder_bce_on_both_targets_sums_one_bce_per_head_output():
+    """encoder_bce_targets=proxy+entropy: the head has one output per target kind; the loss is the sum of the two BCEs."""
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+    model = tiny_model("speak", encoder_bce=0.5, encoder_bce_targets="proxy+entropy").train()
+    out = model(inputs)
+    assert out.boundary.logits.shape == (*inputs.shape, 2)
+    losses = _speak_aux_losses(model, out, batch, inputs)
+    valid = (inputs != 0).float()
+    expected = 0.5 * (boundary_bce(out.boundary.logits[..., 0], batch.boundary_targets, valid)
+                      + boundary_bce(out.boundary.logits[..., 1], dtp_entropy_targets(out.logits), valid))
+    assert float(losses["encoder_bce"].detach()) == pytest.approx(float(expected.detach()))
+    model.eval()
+    assert model(inputs).boundary.logits is None

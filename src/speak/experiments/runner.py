@@ -105,6 +105,11 @@ ABLATION_VARIANTS: dict[str, MethodSpec] = {
                                     ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0",
                                      "model.boundary.encoder_bce_targets=entropy"),
                                     "bounded + entropy BCE"),
+    # Not in the paper: the head has two outputs, one for the proxy's boundaries and one for the entropy spikes.
+    "speak-both-bce": MethodSpec("speak-both-bce", "speak",
+                                 ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0",
+                                  "model.boundary.encoder_bce_targets=proxy+entropy"),
+                                 "bounded + proxy and entropy BCE"),
     # Not in the paper: L_mem as one mean over all positions (session 1's default) instead of the balanced mean.
     "speak-mean-lmem": MethodSpec("speak-mean-lmem", "speak", ("model.boundary.mem_balanced=false",),
                                   "L_mem unbalanced (one mean)"),

@@ -65,6 +65,8 @@ DEFAULT_SCRIPT_PRIORS: dict[str, float] = {
 
 # The ranges of L_mem's alpha and beta the paper searched (App. C.1): alpha in [0.8, 1.4], beta in [0.3, 0.8].
 MEM_SCALE_GRID = ((0.8, 1.4), (0.3, 0.8))
+# What speak's encoder_bce head may learn (BoundaryConfig.encoder_bce_targets)
+ENCODER_BCE_TARGETS = ("proxy", "entropy", "proxy+entropy")
 
 
 @dataclass
@@ -114,8 +116,9 @@ class BoundaryConfig:
     # proxy's boundaries through a head of its own (DTP-Unigram's loss on SPEAK's targets); the tokenizer's heads
     # and spikes do not use that head. 0 = off (the paper). docs/decisions.md, "An encoder BCE for SPEAK".
     encoder_bce: float = 0.0
-    # What that head learns: "proxy" (s_hat, the tokenizer's own targets) or "entropy" (DTP-Entropy's entropy-spike
-    # targets from the LM's own logits, so the pre-layers get DTP-Entropy's training signal; not in the paper).
+    # What that head learns: "proxy" (s_hat, the tokenizer's own targets), "entropy" (DTP-Entropy's entropy-spike
+    # targets from the LM's own logits, so the pre-layers get DTP-Entropy's training signal; not in the paper), or
+    # "proxy+entropy" (one output each, the two BCEs summed).
     encoder_bce_targets: str = "proxy"
 
     def validate(self) -> None:
@@ -141,8 +144,9 @@ class BoundaryConfig:
             raise SpeakError(f"boundary.feature_grad_scale must be >= 0, got {self.feature_grad_scale}")
         if self.encoder_bce < 0.0:
             raise SpeakError(f"boundary.encoder_bce must be >= 0, got {self.encoder_bce}")
-        if self.encoder_bce_targets not in ("proxy", "entropy"):
-            raise SpeakError(f"boundary.encoder_bce_targets must be 'proxy' or 'entropy', got {self.encoder_bce_targets!r}")
+        if self.encoder_bce_targets not in ENCODER_BCE_TARGETS:
+            raise SpeakError(f"boundary.encoder_bce_targets must be one of {', '.join(ENCODER_BCE_TARGETS)}, "
+                             f"got {self.encoder_bce_targets!r}")
         if self.loss_weight < 0.0:
             raise SpeakError(f"boundary.loss_weight must be >= 0, got {self.loss_weight}")
         if not 0.0 <= self.entropy_ratio <= 1.0:
@@ -240,14 +244,15 @@ class WhitespaceBoundaries(BoundarySource):
 
 
 class BoundaryPredictor(nn.Module):
-    """DTP's boundary predictor: Linear(d, 4d) -> GELU -> Linear(4d, 1); returns logits [B, L]."""
+    """DTP's boundary predictor: Linear(d, 4d) -> GELU -> Linear(4d, K); returns logits [B, L] (K = 1) or [B, L, K]."""
 
-    def __init__(self, d_model: int, mult: int = 4):
+    def __init__(self, d_model: int, mult: int = 4, outputs: int = 1):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_model, mult * d_model), nn.GELU(), nn.Linear(mult * d_model, 1))
+        self.net = nn.Sequential(nn.Linear(d_model, mult * d_model), nn.GELU(), nn.Linear(mult * d_model, outputs))
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features).squeeze(-1)  # [B, L, D] -> [B, L]
+        logits = self.net(features)  # [B, L, D] -> [B, L, K]
+        return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 
 
 def _logit(p: float) -> float:
@@ -368,7 +373,8 @@ class SpeakBoundaries(BoundarySource):
         else:
             self.register_buffer("mem_scales", scales)
         # encoder_bce's own head on the attached features; None when off (the paper's model)
-        self.encoder_head = BoundaryPredictor(d_model) if cfg.encoder_bce > 0.0 else None
+        outputs = len(cfg.encoder_bce_targets.split("+"))  # one logit per target kind
+        self.encoder_head = BoundaryPredictor(d_model, outputs=outputs) if cfg.encoder_bce > 0.0 else None
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
         """L_mem's (alpha, beta) (Eq. 14); clamped to MEM_SCALE_GRID when ``bound_mem_scales`` (no gradient outside)."""
@@ -388,7 +394,7 @@ class SpeakBoundaries(BoundarySource):
         # Letting L_LM reach the currents through the surrogate drives the spike rate to 1 (more groups always help
         # the LM), which we measured: the rate ran from 0.07 to 0.97 in 50 cpu-small steps and L_mem diverged.
         # encoder_bce's head is a training aid: it runs in training only, so inference costs what the paper's does
-        logits = self.encoder_head(features) if self.encoder_head is not None and self.training else None  # [B, L]
+        logits = self.encoder_head(features) if self.encoder_head is not None and self.training else None  # [B, L(, K)]
         return BoundaryOutput(hard=out.s.detach().to(features.dtype), logits=logits, tokenizer=out)  # [B, L]
 
     def _encoder_params(self) -> set[int]:

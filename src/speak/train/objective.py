@@ -9,8 +9,8 @@
   ``dtp-entropy``: ``boundary_bce(logits, dtp_entropy_targets(LM logits))`` (targets from the LM's own predictive
   entropy, no grad); ``dtp-gumbel``: ``binomial_prior_loss(hard, prior)``; ``magnet``: the per-script Binomial prior;
   ``none`` / ``fixed`` / ``whitespace``: nothing; ``speak``: :func:`_speak_aux_losses` (L_mem, L_reset, and
-  ``boundary.encoder_bce`` x the BCE of its encoder head vs the proxy, or vs DTP-Entropy's targets with
-  ``encoder_bce_targets: entropy``, when that option is on).
+  ``boundary.encoder_bce`` x the BCE of its encoder head vs the proxy, DTP-Entropy's targets, or both (one output
+  each), by ``encoder_bce_targets``, when that option is on).
   Positions whose input is ``<pad>`` are masked out of every auxiliary loss.
 - metrics: loss, lm_loss, bpc, sf (B * L / groups over the batch, trailing partial groups included; 1.0 for the
   vanilla model), n_groups, boundary_rate, and each auxiliary loss by name.
@@ -80,11 +80,16 @@ def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs
                                            mode=cfg.entropy_mode, valid=valid)  # [B, L]
         losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, valid)
     if out.boundary.logits is not None:  # encoder_bce (not in the paper): the pre-layers learn boundaries
-        if cfg.encoder_bce_targets == "entropy":
-            targets = dtp_entropy_targets(out.logits)  # [B, L]
-        else:
-            targets = batch.boundary_targets.to(out.boundary.logits.device)  # [B, L]
-        losses["encoder_bce"] = cfg.encoder_bce * boundary_bce(out.boundary.logits, targets, valid.to(targets.dtype))
+        logits = out.boundary.logits  # [B, L] or [B, L, K]: one column per target kind
+        logits = logits.unsqueeze(-1) if logits.dim() == 2 else logits  # [B, L, K]
+        total = logits.new_zeros(())
+        for k, kind in enumerate(cfg.encoder_bce_targets.split("+")):
+            if kind == "entropy":
+                targets = dtp_entropy_targets(out.logits)  # [B, L]
+            else:
+                targets = batch.boundary_targets.to(logits.device)  # [B, L]
+            total = total + boundary_bce(logits[..., k], targets, valid.to(logits.dtype))
+        losses["encoder_bce"] = cfg.encoder_bce * total
     return losses
 
 
