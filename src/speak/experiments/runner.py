@@ -64,6 +64,7 @@ BASE_METHODS: dict[str, MethodSpec] = {
 
 _RESET = "model.boundary.speak.reset_mode"
 _THETA = "model.boundary.speak.theta"
+_ENCODER_BCE = ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0")  # the bounded variant + head
 
 # Table 3 (reset modes, theta) and Table 5 (optimisation) variants of SPEAK; the full model is "speak".
 ABLATION_VARIANTS: dict[str, MethodSpec] = {
@@ -97,18 +98,14 @@ ABLATION_VARIANTS: dict[str, MethodSpec] = {
                                            ("model.boundary.bound_mem_scales=true",), "alpha, beta bounded"),
     # Not in the paper: the bounded variant plus a BCE that trains the shared pre-layers on the proxy's boundaries
     # through a head of its own (boundary.encoder_bce; docs/decisions.md, "An encoder BCE for SPEAK").
-    "speak-encoder-bce": MethodSpec("speak-encoder-bce", "speak",
-                                    ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0"),
-                                    "bounded + encoder BCE"),
+    "speak-encoder-bce": MethodSpec("speak-encoder-bce", "speak", _ENCODER_BCE, "bounded + encoder BCE"),
     # Not in the paper: the same head learns DTP-Entropy's entropy-spike targets instead of the proxy's boundaries.
     "speak-entropy-bce": MethodSpec("speak-entropy-bce", "speak",
-                                    ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0",
-                                     "model.boundary.encoder_bce_targets=entropy"),
+                                    (*_ENCODER_BCE, "model.boundary.encoder_bce_targets=entropy"),
                                     "bounded + entropy BCE"),
     # Not in the paper: the head has two outputs, one for the proxy's boundaries and one for the entropy spikes.
     "speak-both-bce": MethodSpec("speak-both-bce", "speak",
-                                 ("model.boundary.bound_mem_scales=true", "model.boundary.encoder_bce=1.0",
-                                  "model.boundary.encoder_bce_targets=proxy+entropy"),
+                                 (*_ENCODER_BCE, "model.boundary.encoder_bce_targets=proxy+entropy"),
                                  "bounded + proxy and entropy BCE"),
     # Not in the paper: L_mem as one mean over all positions (session 1's default) instead of the balanced mean.
     "speak-mean-lmem": MethodSpec("speak-mean-lmem", "speak", ("model.boundary.mem_balanced=false",),

@@ -18,6 +18,7 @@ __all__ = [
     "binomial_prior_loss",
     "boundary_bce",
     "dtp_entropy_targets",
+    "entropy_spike_targets",
     "per_script_binomial_prior_loss",
     "predictive_entropy",
 ]
@@ -101,7 +102,11 @@ def dtp_entropy_targets(logits: Tensor) -> Tensor:
     A high H_t means the character at t + 1 is hard to predict, i.e. a new token starts at t + 1, so t closes its
     group (our boundary convention, SPEC section 2). Edges: y_0 = 0 (no predecessor); y_1 compares with H_0 only.
     """
-    H = predictive_entropy(logits.detach())  # [B, L]
+    return entropy_spike_targets(predictive_entropy(logits.detach()))  # [B, L]
+
+
+def entropy_spike_targets(H: Tensor) -> Tensor:
+    """:func:`dtp_entropy_targets` from precomputed next-character entropies H [B, L] (shared with L_reset)."""
     B, L = H.shape
     inf = torch.full((B, 1), math.inf, dtype=H.dtype, device=H.device)
     prev1 = torch.cat([inf, H[:, :-1]], dim=1)[:, :L]  # [B, L]; +inf at t = 0 -> never a target

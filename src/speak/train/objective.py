@@ -33,6 +33,7 @@ from speak.train.losses import (
     binomial_prior_loss,
     boundary_bce,
     dtp_entropy_targets,
+    entropy_spike_targets,
     per_script_binomial_prior_loss,
 )
 
@@ -75,17 +76,21 @@ def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs
         tok.u, tok.current, batch.boundary_targets.to(tok.u.device), alpha=alpha, beta=beta, u_th=ncfg.u_th,
         u_reset=ncfg.u_reset, gamma=ncfg.gamma, delta=ncfg.delta, valid=valid, second_term=cfg.mem_second_term,
         balanced=cfg.mem_balanced)}
-    if ResetMode.parse(ncfg.reset_mode).uses_mask:
-        e_hat = reset_targets_from_entropy(predictive_entropy(out.logits), tok.s, ratio=cfg.entropy_ratio,
-                                           mode=cfg.entropy_mode, valid=valid)  # [B, L]
+    uses_mask = ResetMode.parse(ncfg.reset_mode).uses_mask
+    bce_kinds = cfg.encoder_bce_targets.split("+") if out.boundary.logits is not None else []
+    # the LM's next-char entropy (no grad), computed once for L_reset and the entropy BCE
+    entropy = predictive_entropy(out.logits) if uses_mask or "entropy" in bce_kinds else None  # [B, L]
+    if uses_mask:
+        e_hat = reset_targets_from_entropy(entropy, tok.s, ratio=cfg.entropy_ratio, mode=cfg.entropy_mode,
+                                           valid=valid)  # [B, L]
         losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, valid)
-    if out.boundary.logits is not None:  # encoder_bce (not in the paper): the pre-layers learn boundaries
+    if bce_kinds:  # encoder_bce (not in the paper): the pre-layers learn boundaries
         logits = out.boundary.logits  # [B, L] or [B, L, K]: one column per target kind
         logits = logits.unsqueeze(-1) if logits.dim() == 2 else logits  # [B, L, K]
         total = logits.new_zeros(())
-        for k, kind in enumerate(cfg.encoder_bce_targets.split("+")):
+        for k, kind in enumerate(bce_kinds):
             if kind == "entropy":
-                targets = dtp_entropy_targets(out.logits)  # [B, L]
+                targets = entropy_spike_targets(entropy)  # [B, L]
             else:
                 targets = batch.boundary_targets.to(logits.device)  # [B, L]
             total = total + boundary_bce(logits[..., k], targets, valid.to(logits.dtype))
