@@ -121,6 +121,11 @@ class BoundaryConfig:
     # "proxy+entropy" (one output each, the two BCEs summed).
     encoder_bce_targets: str = "proxy"
 
+    @property
+    def encoder_bce_kinds(self) -> tuple[str, ...]:
+        """The target kinds of encoder_bce's head, one output each ("proxy+entropy" -> ("proxy", "entropy"))."""
+        return tuple(self.encoder_bce_targets.split("+"))
+
     def validate(self) -> None:
         if self.name not in BOUNDARY_SOURCES:
             raise SpeakError(
@@ -373,8 +378,8 @@ class SpeakBoundaries(BoundarySource):
         else:
             self.register_buffer("mem_scales", scales)
         # encoder_bce's own head on the attached features; None when off (the paper's model)
-        outputs = len(cfg.encoder_bce_targets.split("+"))  # one logit per target kind
-        self.encoder_head = BoundaryPredictor(d_model, outputs=outputs) if cfg.encoder_bce > 0.0 else None
+        self.encoder_head = (BoundaryPredictor(d_model, outputs=len(cfg.encoder_bce_kinds))
+                             if cfg.encoder_bce > 0.0 else None)
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
         """L_mem's (alpha, beta) (Eq. 14); clamped to MEM_SCALE_GRID when ``bound_mem_scales`` (no gradient outside)."""

@@ -77,7 +77,7 @@ def _speak_aux_losses(model: Any, out: "HourglassOutput", batch: "Batch", inputs
         u_reset=ncfg.u_reset, gamma=ncfg.gamma, delta=ncfg.delta, valid=valid, second_term=cfg.mem_second_term,
         balanced=cfg.mem_balanced)}
     uses_mask = ResetMode.parse(ncfg.reset_mode).uses_mask
-    bce_kinds = cfg.encoder_bce_targets.split("+") if out.boundary.logits is not None else []
+    bce_kinds = cfg.encoder_bce_kinds if out.boundary.logits is not None else ()
     # the LM's next-char entropy (no grad), computed once for L_reset and the entropy BCE
     entropy = predictive_entropy(out.logits) if uses_mask or "entropy" in bce_kinds else None  # [B, L]
     if uses_mask:
