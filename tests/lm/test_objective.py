@@ -181,7 +181,7 @@ def test_bounded_mem_scales_use_the_papers_grid():
         source.mem_scales.copy_(torch.tensor([0.3, 1.5]))  # both outside: alpha low, beta high
     (a_lo, _), (_, b_hi) = MEM_SCALE_GRID
     alpha, beta = source.alpha_beta()
-    assert (float(alpha), float(beta)) == pytest.approx((a_lo, b_hi))
+    assert (float(alpha.detach()), float(beta.detach())) == pytest.approx((a_lo, b_hi))
     batch = next(_batches())
     inputs = batch.chars[:, :-1]
     out = model(inputs)
