@@ -1,7 +1,8 @@
 """The `speak` command: thin, delegates to the rooms below.
 
-Each command group lives in its own module with a `register(app)` function; heavy imports
-(torch, transformers) happen inside the commands so `speak --help` stays fast.
+Each command is a module-level function (importable, callable with explicit arguments, testable on its own); each
+command module's `register(app, bench_app)` only adds its functions to the app. Heavy imports (torch, transformers)
+happen inside the commands so `speak --help` stays fast.
 """
 
 from __future__ import annotations
@@ -42,12 +43,6 @@ def _register_all() -> None:
 
 
 _register_all()
-
-
-def fail(message: str) -> "typer.Exit":
-    """Print one line on stderr and return the exit to raise (code 2)."""
-    print(f"speak: error: {message}", file=sys.stderr)
-    return typer.Exit(code=2)
 
 
 def main() -> None:

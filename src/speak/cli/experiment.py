@@ -9,81 +9,83 @@ from typing import Optional
 import typer
 
 
+def compare_cmd(
+    corpus: list[str] = typer.Option(..., "--corpus", help="Corpus spec; repeat for several corpora."),
+    methods: str = typer.Option("vanilla,dtp-entropy,dtp-unigram,magnet,speak", "--methods",
+                                help="Comma-separated: vanilla, fixed, whitespace, dtp-entropy, dtp-unigram, "
+                                     "dtp-gumbel, magnet, speak (and speak ablation variants)."),
+    preset: str = typer.Option("cpu-small", "--preset", help="Scale preset: cpu-tiny, cpu-small, paper."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per (method, corpus): 0 .. N-1."),
+    steps: int = typer.Option(2000, "--steps", help="Training steps per run."),
+    out: Path = typer.Option(Path("experiments/compare"), "--out", help="Output folder (resumable)."),
+    set_: list[str] = typer.Option([], "--set", help="Config override for every run: key=value."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Tables only."),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="Train nothing: report the finished runs in --out, list the missing."),
+    target: Optional[str] = typer.Option(None, "--target",
+                                         help="The method tested against the best baseline (default: speak); "
+                                              "a speak-* variant in --methods works too."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Table 1: BPC and SF per corpus (mean ± std over seeds) and a Welch t-test of SPEAK vs the best baseline."""
+    from speak.experiments.compare import compare
+
+    res = compare(corpus, methods, preset=preset, seeds=seeds, steps=steps, out=out, sets=set_, target=target,
+                  device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
+    _done(res, quiet)
+
+def ablate_cmd(
+    corpus: list[str] = typer.Option(..., "--corpus", help="Corpus spec; repeat for several corpora."),
+    variants: Optional[str] = typer.Option(None, "--variants",
+                                           help="Comma-separated SPEAK variants (default: all of Tables 3 and 5):"
+                                                " speak, speak-all-hard, speak-all-soft, speak-no-reset, "
+                                                "speak-hard-no-reset, speak-theta-X, speak-wo-lmem2, speak-wo-mh."),
+    preset: str = typer.Option("cpu-small", "--preset"),
+    seeds: int = typer.Option(3, "--seeds"),
+    steps: int = typer.Option(2000, "--steps"),
+    out: Path = typer.Option(Path("experiments/ablate"), "--out"),
+    set_: list[str] = typer.Option([], "--set", help="Config override for every run: key=value."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    no_plots: bool = typer.Option(False, "--no-plots"),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="Train nothing: report the finished runs in --out, list the missing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Tables 3 and 5: SPEAK's reset-mode / theta / optimisation ablations with t-tests vs the full model."""
+    from speak.experiments.ablate import DEFAULT_VARIANTS, ablate
+
+    res = ablate(corpus, variants or DEFAULT_VARIANTS, preset=preset, seeds=seeds, steps=steps, out=out,
+                 sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
+    _done(res, quiet)
+
+def efficiency_cmd(
+    from_: list[Path] = typer.Option([], "--from", help="A compare output folder (or results.json) to read."),
+    corpus: list[str] = typer.Option([], "--corpus", help="Train magnet and speak on this corpus too."),
+    preset: str = typer.Option("cpu-small", "--preset"),
+    seeds: int = typer.Option(1, "--seeds"),
+    steps: int = typer.Option(2000, "--steps"),
+    out: Path = typer.Option(Path("experiments/efficiency"), "--out"),
+    set_: list[str] = typer.Option([], "--set"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Table 4: tokenization / inference ms per batch and parameters, SPEAK vs MAGNET."""
+    from speak.experiments.efficiency import efficiency
+
+    res = efficiency(corpora=corpus, from_results=from_, preset=preset, seeds=seeds, steps=steps, out=out,
+                     sets=set_, device=device, quiet=quiet)
+    _done(res, quiet)
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add this module's commands to the `speak` app, under `speak experiment`."""
     exp = typer.Typer(help="The paper's experiments: compare (Table 1), ablate (Tables 3, 5), efficiency (Table 4).",
                       no_args_is_help=True)
+    exp.command("compare")(compare_cmd)
+    exp.command("ablate")(ablate_cmd)
+    exp.command("efficiency")(efficiency_cmd)
     app.add_typer(exp, name="experiment")
-
-    @exp.command("compare")
-    def compare_cmd(
-        corpus: list[str] = typer.Option(..., "--corpus", help="Corpus spec; repeat for several corpora."),
-        methods: str = typer.Option("vanilla,dtp-entropy,dtp-unigram,magnet,speak", "--methods",
-                                    help="Comma-separated: vanilla, fixed, whitespace, dtp-entropy, dtp-unigram, "
-                                         "dtp-gumbel, magnet, speak (and speak ablation variants)."),
-        preset: str = typer.Option("cpu-small", "--preset", help="Scale preset: cpu-tiny, cpu-small, paper."),
-        seeds: int = typer.Option(3, "--seeds", help="Seeds per (method, corpus): 0 .. N-1."),
-        steps: int = typer.Option(2000, "--steps", help="Training steps per run."),
-        out: Path = typer.Option(Path("experiments/compare"), "--out", help="Output folder (resumable)."),
-        set_: list[str] = typer.Option([], "--set", help="Config override for every run: key=value."),
-        device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N."),
-        no_plots: bool = typer.Option(False, "--no-plots", help="Tables only."),
-        report_only: bool = typer.Option(False, "--report-only",
-                                         help="Train nothing: report the finished runs in --out, list the missing."),
-        target: Optional[str] = typer.Option(None, "--target",
-                                             help="The method tested against the best baseline (default: speak); "
-                                                  "a speak-* variant in --methods works too."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
-    ) -> None:
-        """Table 1: BPC and SF per corpus (mean ± std over seeds) and a Welch t-test of SPEAK vs the best baseline."""
-        from speak.experiments.compare import compare
-
-        res = compare(corpus, methods, preset=preset, seeds=seeds, steps=steps, out=out, sets=set_, target=target,
-                      device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
-        _done(res, quiet)
-
-    @exp.command("ablate")
-    def ablate_cmd(
-        corpus: list[str] = typer.Option(..., "--corpus", help="Corpus spec; repeat for several corpora."),
-        variants: Optional[str] = typer.Option(None, "--variants",
-                                               help="Comma-separated SPEAK variants (default: all of Tables 3 and 5):"
-                                                    " speak, speak-all-hard, speak-all-soft, speak-no-reset, "
-                                                    "speak-hard-no-reset, speak-theta-X, speak-wo-lmem2, speak-wo-mh."),
-        preset: str = typer.Option("cpu-small", "--preset"),
-        seeds: int = typer.Option(3, "--seeds"),
-        steps: int = typer.Option(2000, "--steps"),
-        out: Path = typer.Option(Path("experiments/ablate"), "--out"),
-        set_: list[str] = typer.Option([], "--set", help="Config override for every run: key=value."),
-        device: Optional[str] = typer.Option(None, "--device"),
-        no_plots: bool = typer.Option(False, "--no-plots"),
-        report_only: bool = typer.Option(False, "--report-only",
-                                         help="Train nothing: report the finished runs in --out, list the missing."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
-    ) -> None:
-        """Tables 3 and 5: SPEAK's reset-mode / theta / optimisation ablations with t-tests vs the full model."""
-        from speak.experiments.ablate import DEFAULT_VARIANTS, ablate
-
-        res = ablate(corpus, variants or DEFAULT_VARIANTS, preset=preset, seeds=seeds, steps=steps, out=out,
-                     sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
-        _done(res, quiet)
-
-    @exp.command("efficiency")
-    def efficiency_cmd(
-        from_: list[Path] = typer.Option([], "--from", help="A compare output folder (or results.json) to read."),
-        corpus: list[str] = typer.Option([], "--corpus", help="Train magnet and speak on this corpus too."),
-        preset: str = typer.Option("cpu-small", "--preset"),
-        seeds: int = typer.Option(1, "--seeds"),
-        steps: int = typer.Option(2000, "--steps"),
-        out: Path = typer.Option(Path("experiments/efficiency"), "--out"),
-        set_: list[str] = typer.Option([], "--set"),
-        device: Optional[str] = typer.Option(None, "--device"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
-    ) -> None:
-        """Table 4: tokenization / inference ms per batch and parameters, SPEAK vs MAGNET."""
-        from speak.experiments.efficiency import efficiency
-
-        res = efficiency(corpora=corpus, from_results=from_, preset=preset, seeds=seeds, steps=steps, out=out,
-                         sets=set_, device=device, quiet=quiet)
-        _done(res, quiet)
 
 
 def _done(res: dict, quiet: bool) -> None:

@@ -169,110 +169,113 @@ def show_line(tokenizer, line: str) -> None:
                   f"boundary), s = spike + soft reset (theta {cfg.theta}); {int(s.sum())} spikes[/dim]")
 
 
+def tokenize(
+    file: str = typer.Argument("-", help="UTF-8 text file (plain, .xz, .gz, .bz2), or - for standard input"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="tokenizer directory (default: the embedded one)"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json (an array per line) | jsonl | ids (token end offsets)"),
+    sep: str = typer.Option("|", help="separator between tokens in --format text"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here (atomically) instead of stdout"),
+    workers: int = typer.Option(1, help="processes tokenizing chunks of lines in parallel"),
+    show: bool = typer.Option(False, "--show", help="render each line with membrane potential, spikes and resets"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="draw the first line's potential, spikes and resets to a PNG"),
+) -> None:
+    """Stream a text through the SPEAK tokenizer, one input line at a time (each line scanned from rest)."""
+    if fmt not in FORMATS:
+        raise SpeakError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if workers < 1:
+        raise SpeakError("--workers must be >= 1")
+    if show or plot:
+        tokenizer = _load(model)
+        shown = 0
+        for lines, _ in _chunks(file, None):
+            for line in lines:
+                if plot is not None and shown == 0:
+                    from speak.experiments.plots import plot_segmentation
+
+                    tr = tokenizer.trace(line)
+                    plot_segmentation(line, tr.u[0].numpy(), tr.s[0].numpy(), tr.mask[0].numpy(),
+                                      tokenizer.config.theta, tokenizer.config.u_th, plot)
+                    print(f"wrote {plot}", file=sys.stderr)
+                if show:
+                    show_line(tokenizer, line)
+                shown += 1
+            if not show:
+                return
+        return
+    if output is None:
+        tokenize_stream(file, sys.stdout, model, fmt, sep, workers, _progress_callback(file))
+        return
+    from speak.atomic import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            tokenize_stream(file, fh, model, fmt, sep, workers, _progress_callback(file))
+
+    atomic_write(output, write)
+
+def info(model: Path = typer.Argument(..., help="tokenizer directory")) -> None:
+    """Print a tokenizer's config, parameter count, vocabulary size and provenance."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from speak.tokenizer import SpeakTokenizer
+
+    tk = SpeakTokenizer.from_pretrained(model)
+    table = Table(title=f"SPEAK tokenizer {model}", show_header=False)
+    table.add_row("parameters", f"{tk.num_parameters():,}")
+    table.add_row("character vocabulary", f"{len(tk.vocab):,} (incl. <pad>, <unk>)")
+    for key, value in tk.config.to_dict().items():
+        table.add_row(key, str(value))
+    for key, value in tk.meta.items():
+        if key != "mimic_config":
+            table.add_row(key, json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value))
+    Console().print(table)
+
+def fit_tokenizer_cmd(
+    corpus: str = typer.Option("embedded", help="corpus: a text file (.txt/.xz/.gz) or 'embedded'"),
+    exemplar: str = typer.Option("sentencepiece:8000", help="sentencepiece:N | sentencepiece:FILE.model | hf:tokenizer.json | whitespace | fixed:K"),
+    out: Path = typer.Option(..., help="output tokenizer directory"),
+    steps: int = typer.Option(1500), batch_size: int = typer.Option(32), seq_len: int = typer.Option(256),
+    lr: float = typer.Option(3e-3), alpha: float = typer.Option(1.2), beta: float = typer.Option(0.6),
+    char_dim: int = typer.Option(128),
+    encoder: str = typer.Option("char-mlp", help="char-mlp (the paper's) | char-mlp-2 | char-ngram (hashed causal n-grams)"),
+    ngram_order: int = typer.Option(3, help="char-ngram: longest n-gram"),
+    ngram_buckets: int = typer.Option(16384, help="char-ngram: hash buckets per order"),
+    ngram_lookahead: int = typer.Option(0, help="char-ngram: also read n-grams ending up to K characters ahead"),
+    balanced: bool = typer.Option(False, "--balanced/--no-balanced",
+                                  help="weigh L_mem's spiking and silent positions equally"),
+    tanh: bool = typer.Option(True, "--tanh/--no-tanh"), theta: float = typer.Option(0.8),
+    reset_mode: str = typer.Option("entropy-aware"),
+    anchor: str = typer.Option("start", help="where exemplar boundaries sit: start (causally observable) | end"),
+    seed: int = typer.Option(0), quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Stage-1 mimic training (App. C.2): learn to reproduce an exemplar segmentation with L_mem (Eq. 14)."""
+    from dataclasses import asdict
+
+    from speak.atomic import atomic_write_json
+    from speak.text.corpora import load_corpus
+    from speak.train.mimic import MimicConfig, fit_tokenizer
+
+    cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                      alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
+                      reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
+                      ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
+    text = load_corpus(corpus)
+    with _step_progress(steps, quiet) as advance:
+        tokenizer, metrics, _ = fit_tokenizer(text, cfg, progress=advance)
+    tokenizer.meta["corpus"] = corpus
+    tokenizer.save_pretrained(out)
+    record = {**asdict(metrics), "corpus": corpus, "exemplar": exemplar, "steps": steps,
+              "tokenizer_params": tokenizer.num_parameters()}
+    atomic_write_json(out / "metrics.json", record)
+    print(json.dumps(record, indent=2))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    @app.command("tokenize")
-    def tokenize(
-        file: str = typer.Argument("-", help="UTF-8 text file (plain, .xz, .gz, .bz2), or - for standard input"),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="tokenizer directory (default: the embedded one)"),
-        fmt: str = typer.Option("text", "--format", "-f", help="text | json (an array per line) | jsonl | ids (token end offsets)"),
-        sep: str = typer.Option("|", help="separator between tokens in --format text"),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here (atomically) instead of stdout"),
-        workers: int = typer.Option(1, help="processes tokenizing chunks of lines in parallel"),
-        show: bool = typer.Option(False, "--show", help="render each line with membrane potential, spikes and resets"),
-        plot: Optional[Path] = typer.Option(None, "--plot", help="draw the first line's potential, spikes and resets to a PNG"),
-    ) -> None:
-        """Stream a text through the SPEAK tokenizer, one input line at a time (each line scanned from rest)."""
-        if fmt not in FORMATS:
-            raise SpeakError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-        if workers < 1:
-            raise SpeakError("--workers must be >= 1")
-        if show or plot:
-            tokenizer = _load(model)
-            shown = 0
-            for lines, _ in _chunks(file, None):
-                for line in lines:
-                    if plot is not None and shown == 0:
-                        from speak.experiments.plots import plot_segmentation
-
-                        tr = tokenizer.trace(line)
-                        plot_segmentation(line, tr.u[0].numpy(), tr.s[0].numpy(), tr.mask[0].numpy(),
-                                          tokenizer.config.theta, tokenizer.config.u_th, plot)
-                        print(f"wrote {plot}", file=sys.stderr)
-                    if show:
-                        show_line(tokenizer, line)
-                    shown += 1
-                if not show:
-                    return
-            return
-        if output is None:
-            tokenize_stream(file, sys.stdout, model, fmt, sep, workers, _progress_callback(file))
-            return
-        from speak.atomic import atomic_write
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                tokenize_stream(file, fh, model, fmt, sep, workers, _progress_callback(file))
-
-        atomic_write(output, write)
-
-    @app.command("info")
-    def info(model: Path = typer.Argument(..., help="tokenizer directory")) -> None:
-        """Print a tokenizer's config, parameter count, vocabulary size and provenance."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from speak.tokenizer import SpeakTokenizer
-
-        tk = SpeakTokenizer.from_pretrained(model)
-        table = Table(title=f"SPEAK tokenizer {model}", show_header=False)
-        table.add_row("parameters", f"{tk.num_parameters():,}")
-        table.add_row("character vocabulary", f"{len(tk.vocab):,} (incl. <pad>, <unk>)")
-        for key, value in tk.config.to_dict().items():
-            table.add_row(key, str(value))
-        for key, value in tk.meta.items():
-            if key != "mimic_config":
-                table.add_row(key, json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value))
-        Console().print(table)
-
-    @app.command("fit-tokenizer")
-    def fit_tokenizer_cmd(
-        corpus: str = typer.Option("embedded", help="corpus: a text file (.txt/.xz/.gz) or 'embedded'"),
-        exemplar: str = typer.Option("sentencepiece:8000", help="sentencepiece:N | sentencepiece:FILE.model | hf:tokenizer.json | whitespace | fixed:K"),
-        out: Path = typer.Option(..., help="output tokenizer directory"),
-        steps: int = typer.Option(1500), batch_size: int = typer.Option(32), seq_len: int = typer.Option(256),
-        lr: float = typer.Option(3e-3), alpha: float = typer.Option(1.2), beta: float = typer.Option(0.6),
-        char_dim: int = typer.Option(128),
-        encoder: str = typer.Option("char-mlp", help="char-mlp (the paper's) | char-mlp-2 | char-ngram (hashed causal n-grams)"),
-        ngram_order: int = typer.Option(3, help="char-ngram: longest n-gram"),
-        ngram_buckets: int = typer.Option(16384, help="char-ngram: hash buckets per order"),
-        ngram_lookahead: int = typer.Option(0, help="char-ngram: also read n-grams ending up to K characters ahead"),
-        balanced: bool = typer.Option(False, "--balanced/--no-balanced",
-                                      help="weigh L_mem's spiking and silent positions equally"),
-        tanh: bool = typer.Option(True, "--tanh/--no-tanh"), theta: float = typer.Option(0.8),
-        reset_mode: str = typer.Option("entropy-aware"),
-        anchor: str = typer.Option("start", help="where exemplar boundaries sit: start (causally observable) | end"),
-        seed: int = typer.Option(0), quiet: bool = typer.Option(False, "--quiet"),
-    ) -> None:
-        """Stage-1 mimic training (App. C.2): learn to reproduce an exemplar segmentation with L_mem (Eq. 14)."""
-        from dataclasses import asdict
-
-        from speak.atomic import atomic_write_json
-        from speak.text.corpora import load_corpus
-        from speak.train.mimic import MimicConfig, fit_tokenizer
-
-        cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                          alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
-                          reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
-                          ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
-        text = load_corpus(corpus)
-        with _step_progress(steps, quiet) as advance:
-            tokenizer, metrics, _ = fit_tokenizer(text, cfg, progress=advance)
-        tokenizer.meta["corpus"] = corpus
-        tokenizer.save_pretrained(out)
-        record = {**asdict(metrics), "corpus": corpus, "exemplar": exemplar, "steps": steps,
-                  "tokenizer_params": tokenizer.num_parameters()}
-        atomic_write_json(out / "metrics.json", record)
-        print(json.dumps(record, indent=2))
+    """Add this module's commands to the `speak` app."""
+    app.command("tokenize")(tokenize)
+    app.command("info")(info)
+    app.command("fit-tokenizer")(fit_tokenizer_cmd)
 
 
 def _progress_callback(path: str):
