@@ -7,6 +7,7 @@ happen inside the commands so `speak --help` stays fast.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -45,13 +46,25 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
-    """Console entry point: user-facing errors become one line and exit code 2."""
+def error_line(message: object) -> str:
+    """The one stderr line a user-facing error becomes."""
+    return "speak: error: " + " ".join(str(message).split("\n"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: a user-facing error is one stderr line and exit code 2; a reader that closes the pipe
+    (`speak tokenize big | head -1`) ends the command quietly, as it does `cat` (SIGPIPE, exit 141)."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        app()
+        app(args=argv)
     except SpeakError as err:
-        print(f"speak: error: {err}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         sys.exit(2)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
-        print(f"speak: error: {err}", file=sys.stderr)
+    except UnicodeDecodeError as err:
+        print(error_line(f"not valid UTF-8 ({err})"), file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # a path the command did not check itself: name it
+        where = f"{err.filename}: " if err.filename else ""
+        print(error_line(f"{where}{err.strerror or err}"), file=sys.stderr)
         sys.exit(2)

@@ -32,8 +32,11 @@ def _load(model: Optional[Path], fast: bool = False):
     return SpeakTokenizer.from_pretrained(directory)
 
 
-def _open_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """(byte length, raw line) pairs from a file (plain, .xz, .gz, .bz2) or '-' for stdin, streamed."""
+def _open_lines(path: str) -> Iterator[tuple[int, bytes, int, int]]:
+    """(byte length, raw line, line number, byte offset) from a file (plain, .xz, .gz, .bz2) or '-' for stdin,
+    streamed."""
+    from speak.text.corpora import CODEC_ERRORS, open_binary, unreadable
+
     if path == "-":
         stream = sys.stdin.buffer
     else:
@@ -44,21 +47,17 @@ def _open_lines(path: str) -> Iterator[tuple[int, bytes]]:
             raise SpeakError(f"{path}: is a directory")
         if p.stat().st_size == 0:
             raise SpeakError(f"{path} is empty")
-        suffix = p.suffix.lower()
-        if suffix == ".xz":
-            import lzma
-            stream = lzma.open(p, "rb")
-        elif suffix == ".gz":
-            import gzip
-            stream = gzip.open(p, "rb")
-        elif suffix == ".bz2":
-            import bz2
-            stream = bz2.open(p, "rb")
-        else:
-            stream = open(p, "rb")
+        stream = open_binary(p)
     empty = True
     offset = 0
-    for number, raw in enumerate(stream, start=1):
+    lines = enumerate(stream, start=1)
+    while True:
+        try:
+            number, raw = next(lines)
+        except StopIteration:
+            break
+        except CODEC_ERRORS as exc:  # damaged, truncated or misnamed .xz / .gz / .bz2
+            raise unreadable(path, exc) from None
         empty = False
         yield len(raw), raw, number, offset
         offset += len(raw)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from speak.atomic import atomic_write_json, atomic_write_text
+from speak.atomic import atomic_write_json, atomic_write_text, ensure_dir
 from speak.errors import SpeakError
 
 FACTORS = ("encoder", "tanh", "alpha", "beta", "char_dim", "balanced")
@@ -92,7 +92,7 @@ def table_markdown(rows: Sequence[GridRow]) -> str:
 
 def write_grid(rows: Sequence[GridRow], out_dir: str | Path, meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     atomic_write_json(out / "grid.json", {"meta": meta or {}, "rows": [asdict(r) for r in rows]})
     atomic_write_text(out / "grid.md", table_markdown(rows))
     return out / "grid.json", out / "grid.md"

@@ -18,7 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizer
 from transformers.tokenization_utils_base import AddedToken, BatchEncoding, PaddingStrategy, TruncationStrategy
 
-from speak.atomic import atomic_write_json, read_json
+from speak.atomic import atomic_write_json, ensure_dir, read_json
 from speak.errors import SpeakError
 from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK, SegmentVocab
 from speak.text.segment import token_offsets
@@ -261,7 +261,7 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
     def save_pretrained(self, save_directory, *args, **kwargs) -> tuple[str, ...]:
         """Write ``segment_vocab.json``, the SPEAK tokenizer under ``speak/`` and ``speak_hf_tokenizer.json``."""
         directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_dir(directory, 'tokenizer folder')
         self.speak.save_pretrained(directory / SPEAK_SUBDIR)
         vocab_path = self.save_vocabulary(str(directory))[0]
         added = {str(i): t.content for i, t in self._added_tokens_decoder.items()

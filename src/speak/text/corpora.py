@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -58,7 +59,19 @@ _SPECS_HELP = (
 
 
 # ---------------------------------------------------------------------------------------------- local files
-def _open_binary(path: Path):
+#: What a damaged, truncated or misnamed compressed file raises while it is read.
+CODEC_ERRORS = (lzma.LZMAError, OSError, EOFError, zlib.error)
+
+
+def unreadable(path: str | os.PathLike, exc: BaseException) -> SpeakError:
+    """The one-line error for a file whose (decompressed) bytes cannot be read."""
+    suffix = Path(path).suffix.lower()
+    kind = f"a damaged or misnamed {suffix} file" if suffix in (".xz", ".lzma", ".gz", ".bz2", ".zip") else "unreadable"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    return SpeakError(f"{path}: {kind} ({reason})")
+
+
+def open_binary(path: Path):
     """Open ``path`` for reading decompressed bytes, choosing the codec from the suffix."""
     suffix = path.suffix.lower()
     if suffix == ".xz" or suffix == ".lzma":
@@ -85,12 +98,12 @@ def _read_bytes(path: Path) -> bytes:
                 if len(names) != 1:
                     raise SpeakError(f"{path} holds {len(names)} files; expected exactly one text file")
                 return zf.read(names[0])
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             return fh.read()
     except SpeakError:
         raise
-    except (lzma.LZMAError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise SpeakError(f"{path} could not be read ({path.suffix or 'plain'} file): {exc}") from exc
+    except (*CODEC_ERRORS, zipfile.BadZipFile) as exc:
+        raise unreadable(path, exc) from None
 
 
 def _decode_utf8(data: bytes, where: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from speak.atomic import atomic_write_bytes, atomic_write_json
+from speak.atomic import atomic_write_bytes, atomic_write_json, ensure_dir
 from speak.errors import SpeakError
 from speak.text.vocab import CharVocab
 from speak.tokenizer.config import TokenizerConfig
@@ -76,7 +76,7 @@ class SpeakTokenizer(Segmenter):
         from safetensors.torch import save
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_dir(directory, 'tokenizer folder')
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
         blob = save(state, metadata={"format": FORMAT})
         atomic_write_bytes(directory / WEIGHTS_FILE, blob)

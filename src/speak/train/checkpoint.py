@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speak.atomic import fsync_dir
+from speak.atomic import dir_mode, ensure_dir, fsync_dir
 from speak.errors import SpeakError
 
 FORMAT = "speak.checkpoint"
@@ -204,10 +204,11 @@ def save_checkpoint(root: str | Path, model: torch.nn.Module | dict[str, Tensor]
     from safetensors.torch import save_file
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_dir(root, 'checkpoint folder')
     for stale in root.glob(f"{_TMP_PREFIX}*"):  # left by a crash mid-save
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root))
+    os.chmod(tmp, dir_mode())  # mkdtemp's 0700 would hide the checkpoint from other users
     try:
         sink = _TensorSink()
         encoded = encode_state(state, sink)

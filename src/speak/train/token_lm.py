@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speak.atomic import atomic_write_json, read_json
+from speak.atomic import atomic_write_json, ensure_dir, read_json
 from speak.errors import SpeakError
 from speak.train.data import Batch, CharStream, eval_windows
 
@@ -480,7 +480,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
         raise SpeakError(f"{out_dir} already holds a checkpoint ({existing}); pass --resume to continue it or choose "
                          f"another --out")
     if dist_info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out_dir, 'run folder')
         from speak.train.config import dump_yaml
         from speak.atomic import atomic_write_text
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from speak.atomic import atomic_write_json, atomic_write_text
+from speak.atomic import atomic_write_json, atomic_write_text, ensure_dir
 from speak.errors import SpeakError
 from speak.train.checkpoint import (
     find_checkpoint,
@@ -532,7 +532,7 @@ class Trainer:
         if not self.write_files:
             return
         assert self.out_dir is not None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.out_dir, 'run folder')
         self._train_log = CsvLog(self.out_dir / TRAIN_LOG, BASE_COLUMNS)
         self._eval_log = CsvLog(self.out_dir / EVAL_LOG, ("step",))
         if resumed_at is None:
@@ -801,7 +801,7 @@ def build_training_stream(
 
 def write_run_files(cfg: TrainConfig, vocab: Any, out_dir: Path) -> None:
     """config.yaml (human), config.json (exact) and vocab.json next to the run (atomically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir, 'run folder')
     atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
     atomic_write_json(out_dir / "config.json", cfg.to_dict())
     atomic_write_json(out_dir / "vocab.json", vocab.to_dict())
