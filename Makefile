@@ -37,4 +37,4 @@ clean:
 # The embedded default tokenizer (README, "The embedded default"): Stage-1 mimic of SentencePiece Unigram 8000.
 default-tokenizer: $(STAMP)
 	$(BIN)/speak fit-tokenizer --corpus embedded --exemplar sentencepiece:8000 --steps 1500 --seed 0 \
-		--out src/speak/data/default_tokenizer
+		--out src/speak/data/default_tokenizer --force

@@ -72,6 +72,24 @@ def ensure_dir(path: str | os.PathLike, what: str = "folder") -> Path:
     return path
 
 
+def check_output_dir(path: str | os.PathLike, *, force: bool = False, what: str = "folder") -> None:
+    """Refuse, before any work, an output folder that cannot be created or already holds files (unless `force`)."""
+    from speak.errors import SpeakError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SpeakError(f"{path}: is a file, not a {what}")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise SpeakError(f"{path}: already holds files; pass --force to overwrite, or choose another folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SpeakError(f"{path}: cannot create this {what} ({parent} is a file, not a folder)")
+            if not os.access(parent, os.W_OK):
+                raise SpeakError(f"{path}: cannot create this {what} ({parent} is not writable)")
+            break
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -212,15 +212,16 @@ def tokenize(
 
     atomic_write(output, write)
 
-def info(model: Path = typer.Argument(..., help="tokenizer directory")) -> None:
+def info(model: Optional[Path] = typer.Argument(None, help="tokenizer directory (default: the embedded one)")) -> None:
     """Print a tokenizer's config, parameter count, vocabulary size and provenance."""
     from rich.console import Console
     from rich.table import Table
 
     from speak.tokenizer import SpeakTokenizer
+    from speak.tokenizer.fast import default_tokenizer_dir
 
-    tk = SpeakTokenizer.from_pretrained(model)
-    table = Table(title=f"SPEAK tokenizer {model}", show_header=False)
+    tk = SpeakTokenizer.from_pretrained(model or default_tokenizer_dir())
+    table = Table(title=f"SPEAK tokenizer {model or '(embedded default)'}", show_header=False)
     table.add_row("parameters", f"{tk.num_parameters():,}")
     table.add_row("character vocabulary", f"{len(tk.vocab):,} (incl. <pad>, <unk>)")
     for key, value in tk.config.to_dict().items():
@@ -247,11 +248,12 @@ def fit_tokenizer_cmd(
     reset_mode: str = typer.Option("entropy-aware"),
     anchor: str = typer.Option("start", help="where exemplar boundaries sit: start (causally observable) | end"),
     seed: int = typer.Option(0), quiet: bool = typer.Option(False, "--quiet"),
+    force: bool = typer.Option(False, "--force", help="overwrite a tokenizer already in --out"),
 ) -> None:
     """Stage-1 mimic training (App. C.2): learn to reproduce an exemplar segmentation with L_mem (Eq. 14)."""
     from dataclasses import asdict
 
-    from speak.atomic import atomic_write_json
+    from speak.atomic import atomic_write_json, check_output_dir
     from speak.text.corpora import load_corpus
     from speak.train.mimic import MimicConfig, fit_tokenizer
 
@@ -259,13 +261,19 @@ def fit_tokenizer_cmd(
                       alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
                       reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
                       ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
+    check_output_dir(out, force=force, what="tokenizer folder")
     text = load_corpus(corpus)
     with _step_progress(steps, quiet) as advance:
-        tokenizer, metrics, _ = fit_tokenizer(text, cfg, progress=advance)
+        tokenizer, metrics, used = fit_tokenizer(text, cfg, progress=advance)
     tokenizer.meta["corpus"] = corpus
+    tokenizer.meta["exemplar_used"] = used.name
     tokenizer.save_pretrained(out)
-    record = {**asdict(metrics), "corpus": corpus, "exemplar": exemplar, "steps": steps,
-              "tokenizer_params": tokenizer.num_parameters()}
+    record = {**asdict(metrics), "corpus": corpus, "exemplar": exemplar, "exemplar_used": used.name,
+              "steps": steps, "tokenizer_params": tokenizer.num_parameters()}
+    if hasattr(used, "vocab_size"):
+        record["exemplar_vocab_size"] = used.vocab_size
+    if used.note:
+        record["exemplar_note"] = used.note
     atomic_write_json(out / "metrics.json", record)
     print(json.dumps(record, indent=2))
 

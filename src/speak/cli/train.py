@@ -25,6 +25,19 @@ def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
     print("  ".join(parts))
 
 
+def _portable(cfg, resume: bool):
+    """The config with a local corpus path made absolute (the run folder then works from any directory); when
+    resuming, the corpus must still be where, and what, the run recorded."""
+    import dataclasses
+
+    from speak.train.provenance import CORPUS_FILE, absolute_spec, check_run_corpus
+
+    cfg = dataclasses.replace(cfg, corpus=absolute_spec(cfg.corpus))  # already validated; only the path changes
+    if resume and cfg.out and (Path(cfg.out) / CORPUS_FILE).is_file():
+        check_run_corpus(cfg.out, cfg.corpus, strict=True)
+    return cfg
+
+
 def train(
     boundary: Optional[str] = typer.Option(None, "--boundary", help="Boundary source: none, fixed, whitespace, dtp-entropy, dtp-unigram, dtp-gumbel, magnet, speak."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus spec: a path (.txt/.xz/.gz), embedded, text8, enwik8, wiki40b:LANG, ..."),
@@ -55,7 +68,7 @@ def train(
     if model != "hourglass":
         from speak.train import token_lm
 
-        cfg = load_config(config, flags=flags, sets=set_, validate_model=False)
+        cfg = _portable(load_config(config, flags=flags, sets=set_, validate_model=False), resume)
         metrics = token_lm.run(cfg, model=model, tokenizer=tokenizer or "speak", resume=resume)
         if metrics and not cfg.quiet:
             _print_metrics(metrics, ("model", "tokenizer", "steps", "bpc", "sf", "params", "firing_rate",
@@ -66,7 +79,7 @@ def train(
         from speak.errors import SpeakError
 
         raise SpeakError("--tokenizer applies to token LMs (--model spikegpt, spikelm or transformer)")
-    cfg = load_config(config, flags=flags, sets=set_)
+    cfg = _portable(load_config(config, flags=flags, sets=set_), resume)
     metrics = train_and_evaluate(cfg, resume=resume)
     if metrics and not cfg.quiet:
         _print_metrics(metrics, ("boundary", "steps", "bpc", "sf", "lm_params", "tokenizer_params",

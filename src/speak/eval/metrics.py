@@ -336,6 +336,10 @@ def evaluate_run(run_dir: str | Path, *, corpus: str | None = None, write: bool 
     ckpt = load_checkpoint(run_dir / T.CHECKPOINT_DIR)
     if corpus is not None:
         cfg = cfg.replace(corpus=corpus)
+    else:  # from any directory; says when the corpus moved or changed
+        from speak.train.provenance import check_run_corpus
+
+        cfg = cfg.replace(corpus=check_run_corpus(run_dir, cfg.corpus, strict=False))
     data = T.prepare_data(cfg, vocab)
     model = T.build_model(cfg, vocab)
     load_model_weights(model, ckpt.model, where=f"checkpoint {ckpt.path}")

@@ -70,6 +70,8 @@ class Exemplar(ABC):
     """A segmenter that marks token ends on the original text (Eq. 5 convention)."""
 
     name: str = "exemplar"
+    #: How training departed from the spec (e.g. a vocabulary grown to a large alphabet); empty when it did not.
+    note: str = ""
     #: Longest stretch handed to the underlying tokenizer at once (see :func:`_chunks`).
     max_chunk: int = 4096
     #: Characters per call to the underlying tokenizer (bounds memory on 100 MB texts).
@@ -236,8 +238,10 @@ class SentencePieceExemplar(Exemplar):
         Identity normalisation, no dummy prefix, extra whitespace kept, whitespace split as usual, full character
         coverage by default. ``out_prefix`` writes ``PREFIX.model`` / ``PREFIX.vocab``; otherwise the model stays in
         memory. When ``vocab_size`` is more than the text supports, SentencePiece names the largest possible size:
-        with ``shrink_vocab`` we retry with it (and warn), else raise :class:`SpeakError`. ``options`` are passed to
-        the trainer as they are.
+        with ``shrink_vocab`` we retry with it (and warn), else raise :class:`SpeakError`. When the alphabet alone
+        needs more pieces than ``vocab_size`` (a CJK text has thousands of characters), the vocabulary grows to the
+        alphabet plus ``vocab_size`` multi-character pieces, so that any script works and the exemplar still merges
+        characters. Either change is said in ``note`` (and warned). ``options`` are passed to the trainer as they are.
         """
         import sentencepiece as spm
 
@@ -254,8 +258,9 @@ class SentencePieceExemplar(Exemplar):
             minloglevel=2,
         )
         params.update(options)
-        size = int(vocab_size)
-        for attempt in range(2):
+        size = requested = int(vocab_size)
+        notes = []
+        for attempt in range(3):
             writer = io.BytesIO()
             kwargs = dict(params, vocab_size=size, sentence_iterator=iter(lines))
             if out_prefix is not None:
@@ -268,21 +273,26 @@ class SentencePieceExemplar(Exemplar):
                 break
             except RuntimeError as exc:
                 msg = str(exc)
-                m = re.search(r"value <= (\d+)", msg)
-                if m and shrink_vocab and attempt == 0 and int(m.group(1)) > 0:
-                    new = int(m.group(1))
-                    warnings.warn(
-                        f"SentencePiece vocab_size {size} is too large for this text; retrying with {new}",
-                        stacklevel=2,
-                    )
-                    size = new
-                    continue
-                raise SpeakError(f"SentencePiece training failed (vocab_size={size}): {msg}") from exc
+                most = re.search(r"value <= (\d+)", msg)
+                alphabet = re.search(r"smaller than required_chars\. \d+ vs (\d+)", msg)
+                if most and shrink_vocab and attempt < 2 and 0 < int(most.group(1)) < size:
+                    new = int(most.group(1))
+                    notes.append(f"vocabulary shrunk from {size} to {new}, the most this text supports")
+                elif alphabet and attempt == 0:
+                    new = int(alphabet.group(1)) + requested
+                    notes.append(f"vocabulary grown from {size} to {new}: the alphabet and special pieces need "
+                                 f"{alphabet.group(1)}, plus {requested} for longer pieces")
+                else:
+                    raise SpeakError(f"SentencePiece training failed (vocab_size={size}): {msg}") from exc
+                warnings.warn(f"SentencePiece: {notes[-1]}", stacklevel=2)
+                size = new
         if out_prefix is not None:
             proto = Path(f"{out_prefix}.model").read_bytes()
         else:
             proto = writer.getvalue()
-        return cls(proto, name=f"sentencepiece-{model_type}:{size}")
+        model = cls(proto, name=f"sentencepiece-{model_type}:{size}")
+        model.note = "; ".join(notes)
+        return model
 
     @classmethod
     def load(cls, model_file: str | os.PathLike) -> "SentencePieceExemplar":

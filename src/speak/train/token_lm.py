@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speak.atomic import atomic_write_json, ensure_dir, read_json
+from speak.train.provenance import write_corpus_record
 from speak.errors import SpeakError
 from speak.train.data import Batch, CharStream, eval_windows
 
@@ -486,6 +487,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
 
         atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_json(out_dir / "config.json", cfg.to_dict())
+        write_corpus_record(out_dir, cfg.corpus)
         if not resumed_files:
             segmenter.save(out_dir)
             vocab.save(out_dir / VOCAB_FILE)

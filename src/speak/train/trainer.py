@@ -46,6 +46,7 @@ from speak.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from speak.train.provenance import write_corpus_record
 from speak.train.config import NEEDS_EXEMPLAR_TARGETS, TrainConfig, dump_yaml, resume_mismatches
 from speak.train.data import Batch, CharStream, exemplar_boundaries
 
@@ -805,6 +806,7 @@ def write_run_files(cfg: TrainConfig, vocab: Any, out_dir: Path) -> None:
     atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
     atomic_write_json(out_dir / "config.json", cfg.to_dict())
     atomic_write_json(out_dir / "vocab.json", vocab.to_dict())
+    write_corpus_record(out_dir, cfg.corpus)
 
 
 def read_run_files(run_dir: str | Path):
