@@ -299,7 +299,8 @@ def _progress_callback(path: str):
 
 
 class _step_progress:
-    """Context manager yielding `advance(step, stats)` that drives a rich progress bar (or nothing if quiet)."""
+    """Context manager yielding `advance(step, stats)` that drives a rich progress bar on a terminal, plain lines
+    with an ETA (every tenth of the run or 30 s) on a pipe or log file, or nothing if quiet."""
 
     def __init__(self, total: int, quiet: bool):
         self.total, self.quiet, self.progress = total, quiet, None
@@ -307,6 +308,18 @@ class _step_progress:
     def __enter__(self):
         if self.quiet:
             return lambda step, stats: None
+        if not sys.stderr.isatty():
+            from speak.train.console import PlainProgress
+
+            plain, every = PlainProgress(self.total, 0), max(1, self.total // 10)
+
+            def line(step, stats):
+                if (step + 1) % every == 0 or step + 1 == self.total:
+                    plain.line(step + 1, " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+                else:
+                    plain.tick(step + 1)
+
+            return line
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self.progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -46,6 +46,7 @@ from speak.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from speak.train.console import InterruptFlag, PlainProgress
 from speak.train.provenance import write_corpus_record
 from speak.train.config import NEEDS_EXEMPLAR_TARGETS, TrainConfig, dump_yaml, resume_mismatches
 from speak.train.data import Batch, CharStream, exemplar_boundaries
@@ -545,6 +546,14 @@ class Trainer:
             self._train_log.truncate_after(resumed_at)
             self._eval_log.truncate_after(resumed_at)
 
+    def _stop_interrupted(self) -> None:
+        """Ctrl-C: checkpoint the current (whole) step, say how to resume, and end like an interrupt (exit 130)."""
+        path = self.save()
+        if self.dist.is_main and path is not None:
+            print(f"speak: interrupted at step {self.step}/{self.cfg.steps}; checkpoint saved in {path}. Resume with "
+                  f"the same command plus --resume (--out {self.out_dir} --resume).", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``cfg.steps``; with ``resume`` continue from the run's last checkpoint (fresh start, with a
         warning, when there is none). Returns a summary (final step, last metrics, last evaluation, best)."""
@@ -564,13 +573,16 @@ class Trainer:
         self._open_logs(resumed_at)
         show = self.dist.is_main and not self.quiet and sys.stderr.isatty()
         progress, task = _make_progress(cfg.steps, show, self.step)
-        plain = self.dist.is_main and not self.quiet and progress is None
+        plain = PlainProgress(cfg.steps, self.step) if self.dist.is_main and not self.quiet and progress is None else None
         last_eval: dict[str, float] = {}
         window: list[dict[str, float]] = []
+        interrupt = InterruptFlag()
         try:
             if progress is not None:
                 progress.start()
             while self.step < cfg.steps:
+                if not self._all_true(not interrupt.raised):  # every rank stops at the same step
+                    self._stop_interrupted()
                 row = self.train_step()
                 window.append(row)
                 step = self.step
@@ -582,15 +594,13 @@ class Trainer:
                     if progress is not None:
                         progress.update(task, completed=step, **{k: agg.get(k) for k in ("loss", "bpc", "sf",
                                                                                          "chars_per_s")})
-                    elif plain:
-                        print(
-                            f"step {step}/{cfg.steps} loss {agg['loss']:.4f} bpc {agg['bpc']:.4f} sf {agg['sf']:.2f} "
-                            f"lr {agg['lr']:.3g} chars/s {agg['chars_per_s']:,.0f}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                    elif plain is not None:
+                        plain.line(step, f"loss {agg['loss']:.4f} bpc {agg['bpc']:.4f} sf {agg['sf']:.2f} "
+                                         f"lr {agg['lr']:.3g} chars/s {agg['chars_per_s']:,.0f}")
                 elif progress is not None:
                     progress.update(task, completed=step)
+                elif plain is not None:
+                    plain.tick(step)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
                     last_eval = self.evaluate()
                     if last_eval:
@@ -599,12 +609,12 @@ class Trainer:
                             self._eval_log.append({"step": step, **last_eval})
                         if progress is not None:
                             progress.update(task, valid_bpc=last_eval.get("valid_bpc"))
-                        elif plain:
-                            text = " ".join(f"{k} {v:.4f}" for k, v in last_eval.items())
-                            print(f"step {step}/{cfg.steps} {text}", file=sys.stderr, flush=True)
+                        elif plain is not None:
+                            plain.line(step, " ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
                     self.save()
         finally:
+            interrupt.restore()
             if progress is not None:
                 progress.stop()
             if self._hook is not None:
