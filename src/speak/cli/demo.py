@@ -13,6 +13,36 @@ SENTENCES = [
 ]
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _number(x: float | None, digits: int) -> str:
+    if x is None or x != x:
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
+
+
+def results_table(records: list[dict], seeds: int):
+    """The comparison as a compact table that reads in an 80-column terminal (names are never cut)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Test bits per character (lower is better) and shortening factor", box=box.SIMPLE_HEAD,
+                  show_edge=False, padding=(0, 1, 0, 0),
+                  caption="params: LM / tokenizer; ms per batch: tokenize / infer")
+    table.add_column("method", no_wrap=True, min_width=max((len(r["method"]) for r in records), default=6))
+    columns = (["seed"] if seeds > 1 else []) + ["BPC", "SF", "LM params", "tok params", "tok ms", "infer ms"]
+    for col in columns:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in sorted(records, key=lambda r: (r["method"], r["seed"])):
+        row = [r["method"]] + ([str(r["seed"])] if seeds > 1 else [])
+        table.add_row(*row, _number(r.get("bpc"), 3), _number(r.get("sf"), 2), _count(r.get("lm_params", 0)),
+                      _count(r.get("tokenizer_params", 0)), _number(r.get("tokenize_ms_per_batch"), 1),
+                      _number(r.get("infer_ms_per_batch"), 1))
+    return table
+
+
 def demo(
     steps: int = typer.Option(300, help="training steps per method"),
     methods: str = typer.Option("dtp-unigram,magnet,speak", help="comma-separated methods to compare"),
@@ -40,15 +70,7 @@ def demo(
     method_list = parse_list(methods)
     console.rule(f"2. Training {', '.join(method_list)} ({preset}, {steps} steps, {seeds} seed(s), {corpus})")
     result = compare([corpus], method_list, preset=preset, seeds=seeds, steps=steps, out=out)
-    table = Table(title="Test bits per character (lower is better) and shortening factor")
-    for col in ("method", "BPC", "SF", "LM params", "tokenizer params", "tokenize ms/batch", "infer ms/batch"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for r in sorted(result["records"], key=lambda r: (r["method"], r["seed"])):
-        table.add_row(r["method"] + (f" (seed {r['seed']})" if seeds > 1 else ""), f"{r['bpc']:.3f}",
-                      f"{r['sf']:.2f}", f"{r.get('lm_params', 0):,}", f"{r.get('tokenizer_params', 0):,}",
-                      f"{r.get('tokenize_ms_per_batch', float('nan')):.1f}",
-                      f"{r.get('infer_ms_per_batch', float('nan')):.1f}")
-    console.print(table)
+    console.print(results_table(result["records"], seeds))
     console.print(f"full report: {out / 'report.md'} and {out / 'report.html'}")
     if "speak" in method_list:
         console.rule("3. The SPEAK tokenizer trained with the language model (GTok)")

@@ -30,6 +30,13 @@ def _encode(text: str, vocab: list[str] | None, vocab_size: int) -> list[int]:
     return ids
 
 
+def firing_rate_text(rate: float) -> str:
+    """A firing rate for people: 'n/a' with the reason when no layer reads spikes (the rate is then undefined)."""
+    import math
+
+    return "n/a (no layer reads spikes)" if math.isnan(rate) else f"{rate:.4f}"
+
+
 def _decode(ids: list[int], vocab: list[str] | None) -> str:
     if vocab is not None:
         return "".join(vocab[i] if len(vocab[i]) == 1 else "" for i in ids)
@@ -103,7 +110,7 @@ def energy(
     console.print(table)
     console.print(
         f"total {rep.total_pj / 1e6:.4f} uJ, {rep.pj_per_token / 1e3:.3f} nJ/token, "
-        f"MACs {rep.total_macs:,}, ACs {rep.total_acs:,}, mean firing rate {rep.mean_firing_rate:.4f}"
+        f"MACs {rep.total_macs:,}, ACs {rep.total_acs:,}, mean firing rate {firing_rate_text(rep.mean_firing_rate)}"
     )
     if scan_chars:
         console.print(f"tokenizer scan: {scan.total_pj:.1f} pJ for {scan_chars} chars ({scan.pj_per_token:.2f} pJ/char)")

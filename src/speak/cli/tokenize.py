@@ -75,15 +75,15 @@ def _decode(raw: bytes, number: int, offset: int, path: str) -> str:
 
 def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: int) -> str:
     """Render the tokens of a chunk of lines in one output format."""
-    from speak.text.segment import segment, token_offsets
+    from speak.text.segment import join_tokens, segment, token_offsets
 
     spikes = tokenizer.spikes_many(lines)
     out = []
     for i, (line, s) in enumerate(zip(lines, spikes)):
         if fmt == "ids":  # token end offsets: what a pipeline needs to pool characters, compact
             out.append(" ".join(str(e) for _, e in token_offsets(s, len(line))))
-        elif fmt == "text":
-            out.append(sep.join(segment(line, s)))
+        elif fmt == "text":  # a backslash or the separator inside a token is escaped with a backslash
+            out.append(join_tokens(segment(line, s), sep))
         elif fmt == "json":
             out.append(json.dumps(segment(line, s), ensure_ascii=False))
         else:
@@ -168,38 +168,56 @@ def show_line(tokenizer, line: str) -> None:
                   f"boundary), s = spike + soft reset (theta {cfg.theta}); {int(s.sum())} spikes[/dim]")
 
 
+def _plot_line(tokenizer, line: str, number: int, path: Path, max_chars: int) -> None:
+    """Draw one line to `path` and say which characters the picture shows."""
+    from speak.experiments.plots import plot_segmentation
+
+    tr = tokenizer.trace(line)
+    plot_segmentation(line, tr.u[0].numpy(), tr.s[0].numpy(), tr.mask[0].numpy(), tokenizer.config.theta,
+                      tokenizer.config.u_th, path, max_chars=max_chars)
+    shown = min(len(line), max_chars)
+    what = (f"all {shown} characters" if shown == len(line) else
+            f"only its first {shown} of {len(line)} characters (--plot-chars N draws more)")
+    print(f"wrote {path}: line {number}, {what}", file=sys.stderr)
+
+
 def tokenize(
     file: str = typer.Argument("-", help="UTF-8 text file (plain, .xz, .gz, .bz2), or - for standard input"),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="tokenizer directory (default: the embedded one)"),
     fmt: str = typer.Option("text", "--format", "-f", help="text | json (an array per line) | jsonl | ids (token end offsets)"),
-    sep: str = typer.Option("|", help="separator between tokens in --format text"),
+    sep: str = typer.Option("|", help="separator between tokens in --format text; a backslash or the separator "
+                                      "inside a token is written with a backslash before it (speak.text.segment."
+                                      "split_tokens reads it back)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here (atomically) instead of stdout"),
     workers: int = typer.Option(1, help="processes tokenizing chunks of lines in parallel"),
     show: bool = typer.Option(False, "--show", help="render each line with membrane potential, spikes and resets"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="draw the first line's potential, spikes and resets to a PNG"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="draw the first non-empty line's potential, spikes and "
+                                                            "resets to a PNG"),
+    plot_chars: int = typer.Option(160, "--plot-chars", help="--plot draws at most this many characters of the line"),
 ) -> None:
     """Stream a text through the SPEAK tokenizer, one input line at a time (each line scanned from rest)."""
     if fmt not in FORMATS:
         raise SpeakError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     if workers < 1:
         raise SpeakError("--workers must be >= 1")
+    if fmt == "text" and (not sep or "\\" in sep or "\n" in sep):
+        raise SpeakError(f"--sep {sep!r} must be non-empty, without a backslash or a newline")
+    if plot_chars < 1:
+        raise SpeakError("--plot-chars must be >= 1")
     if show or plot:
         tokenizer = _load(model)
-        shown = 0
-        for lines, _ in _chunks(file, None):
-            for line in lines:
-                if plot is not None and shown == 0:
-                    from speak.experiments.plots import plot_segmentation
-
-                    tr = tokenizer.trace(line)
-                    plot_segmentation(line, tr.u[0].numpy(), tr.s[0].numpy(), tr.mask[0].numpy(),
-                                      tokenizer.config.theta, tokenizer.config.u_th, plot)
-                    print(f"wrote {plot}", file=sys.stderr)
+        plotted = plot is None
+        for lines, first in _chunks(file, None):
+            for number, line in enumerate(lines, start=first):
+                if not plotted and line:
+                    _plot_line(tokenizer, line, number, plot, plot_chars)
+                    plotted = True
                 if show:
                     show_line(tokenizer, line)
-                shown += 1
-            if not show:
+            if plotted and not show:
                 return
+        if not plotted:
+            raise SpeakError(f"{file}: no non-empty line to plot")
         return
     if output is None:
         tokenize_stream(file, sys.stdout, model, fmt, sep, workers, _progress_callback(file))

@@ -111,12 +111,15 @@ def plot_segmentation(
 
 
 def _save(plt, fig, path: str | Path, dpi: int) -> Path:
-    """Lay out, write the PNG (creating its folder) and free the figure."""
+    """Lay out, write the PNG atomically (creating its folder) and free the figure."""
+    from speak.atomic import atomic_write
+
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -88,6 +88,35 @@ def segment_batch(texts: Sequence[str], spikes_batch: Any) -> list[list[str]]:
     return out
 
 
+def join_tokens(tokens: Sequence[str], sep: str = "|") -> str:
+    """One line of the text format: tokens joined by `sep`. Inside a token, a backslash and every character of `sep`
+    get a backslash before them, so any text round-trips through :func:`split_tokens`. `sep` must be non-empty and
+    hold no backslash or newline."""
+    if not sep or "\\" in sep or "\n" in sep:
+        raise ValueError(f"separator {sep!r} must be non-empty, without a backslash or a newline")
+    special = set(sep) | {"\\"}
+    return sep.join("".join("\\" + c if c in special else c for c in t) for t in tokens)
+
+
+def split_tokens(row: str, sep: str = "|") -> list[str]:
+    """The tokens of a line written by :func:`join_tokens` (its inverse; an empty row has no tokens)."""
+    if not row:
+        return []
+    tokens, cur, i = [], [], 0
+    while i < len(row):
+        if row[i] == "\\" and i + 1 < len(row):
+            cur.append(row[i + 1])
+            i += 2
+        elif row.startswith(sep, i):
+            tokens.append("".join(cur))
+            cur, i = [], i + len(sep)
+        else:
+            cur.append(row[i])
+            i += 1
+    tokens.append("".join(cur))
+    return tokens
+
+
 def spikes_from_tokens(tokens: Sequence[str]) -> np.ndarray:
     """Inverse of :func:`segment`: a bool array over ``"".join(tokens)`` that is True at each token's last character
     (so the last entry is True when there is any text). Empty tokens cannot be expressed and raise ``ValueError``."""
