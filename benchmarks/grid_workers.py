@@ -19,8 +19,12 @@ from pathlib import Path
 
 
 def work(jobs, args, index: int) -> None:
+    """Claim and train runs until none is left; a failed run is recorded in its folder (failed.json) and skipped,
+    and the worker exits 1 at the end if any failed."""
+    from speak.experiments.compare import FAILED_FILE, record_failure
     from speak.experiments.runner import METRICS_FILE, run_dir_for, run_training
 
+    failures = 0
     for method, corpus, seed in jobs:
         run_dir = run_dir_for(args.out, method, corpus, seed)
         if (run_dir / METRICS_FILE).is_file():
@@ -30,9 +34,18 @@ def work(jobs, args, index: int) -> None:
             os.close(os.open(run_dir / ".claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             continue
-        record = run_training(method, corpus, args.preset, seed, args.steps, run_dir, args.set)
+        try:
+            record = run_training(method, corpus, args.preset, seed, args.steps, run_dir, args.set)
+        except Exception as err:  # noqa: BLE001 - one failed run is recorded; the worker goes on
+            note = record_failure(run_dir, method, corpus, seed, err)
+            print(f"[worker {index}] {note} (recorded in {run_dir / FAILED_FILE}; delete it and .claimed to retry)",
+                  flush=True)
+            failures += 1
+            continue
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
         print(f"[worker {index}] {method} {Path(corpus).name} seed {seed}: bpc {record['bpc']:.4f} sf {record['sf']:.2f}",
               flush=True)
+    sys.exit(1 if failures else 0)
 
 
 def main() -> None:

@@ -44,6 +44,23 @@ def _log(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+FAILED_FILE = "failed.json"
+
+#: What one failed run of a grid raises without ending the grid: user-facing errors and torch's run-time errors
+#: (out of memory, a kernel that rejects a shape). Other exceptions are bugs and stop the grid.
+RUN_ERRORS = (SpeakError, RuntimeError)
+
+
+def record_failure(run_dir: str | Path, method: str, corpus: str, seed: int, err: BaseException) -> str:
+    """Write ``RUN/failed.json`` (what failed and why) and return the one-line note for the report."""
+    from speak.atomic import atomic_write_json
+
+    reason = " ".join(str(err).split()) or type(err).__name__
+    atomic_write_json(Path(run_dir) / FAILED_FILE, {"method": method, "corpus": corpus, "seed": int(seed),
+                                                    "error": f"{type(err).__name__}: {reason}"})
+    return f"{method} on {corpus_name(corpus)} seed {seed} failed: {reason}"
+
+
 def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, seeds: Sequence[int], steps: int,
              out: str | Path, sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None,
              quiet: bool = False, skip_unavailable: bool = True,
@@ -59,6 +76,7 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
     specs = [resolve_method(m) for m in methods]  # unknown names fail before any training
     records: list[dict[str, Any]] = []
     notes: list[str] = []
+    failed = 0
     missing: dict[tuple[str, str], list[int]] = {}  # (method, corpus name) -> seeds not trained (report only)
     todo = [(s, c, seed) for c in corpora for s in specs for seed in seeds]
     for i, (spec, corpus, seed) in enumerate(todo, 1):
@@ -81,7 +99,14 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
         else:
             _log(f"{tag}: training {steps} steps ({preset})", quiet)
             t0 = time.perf_counter()
-            rec = runner(spec.name, corpus, preset, seed, steps, run_dir, list(sets), device=device)
+            try:
+                rec = runner(spec.name, corpus, preset, seed, steps, run_dir, list(sets), device=device)
+            except RUN_ERRORS as err:  # one failed run is recorded; the grid goes on
+                notes.append(record_failure(run_dir, spec.name, corpus, seed, err))
+                failed += 1
+                _log(f"{tag}: FAILED ({notes[-1]}); recorded in {run_dir / FAILED_FILE}", quiet)
+                continue
+            (run_dir / FAILED_FILE).unlink(missing_ok=True)
             rec.setdefault("method", spec.name)
             rec.setdefault("corpus", corpus)
             rec.setdefault("seed", seed)
@@ -89,6 +114,8 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
             rec["wall_seconds"] = time.perf_counter() - t0
             _log(f"{tag}: bpc {rec.get('bpc', float('nan')):.4f} sf {rec.get('sf', float('nan')):.2f}", quiet)
         records.append(rec)
+    if failed and not records:  # nothing worked: a bad option or corpus, not one unlucky run
+        raise SpeakError(f"every run failed; the first: {notes[-failed]}")
     for (method, name), missed in missing.items():
         label = "seed" if len(missed) == 1 else "seeds"
         notes.append(f"{method} on {name} {label} {', '.join(map(str, missed))}: not trained (report only)")
