@@ -81,12 +81,14 @@ def check_output_dir(path: str | os.PathLike, *, force: bool = False, what: str 
         raise SpeakError(f"{path}: is a file, not a {what}")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise SpeakError(f"{path}: already holds files; pass --force to overwrite, or choose another folder")
-    for parent in path.parents:
+    for parent in [path, *path.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise SpeakError(f"{path}: cannot create this {what} ({parent} is a file, not a folder)")
-            if not os.access(parent, os.W_OK):
-                raise SpeakError(f"{path}: cannot create this {what} ({parent} is not writable)")
+            try:  # a probe that leaves nothing behind (os.access says yes to root even on read-only mounts)
+                tempfile.TemporaryFile(dir=parent).close()
+            except OSError as err:
+                raise SpeakError(f"{path}: cannot create this {what} ({parent}: {err.strerror or err})") from None
             break
 
 

@@ -67,20 +67,29 @@ def error_line(message: object) -> str:
     return "speak: error: " + " ".join(str(message).split("\n"))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: a user-facing error is one stderr line and exit code 2; a reader that closes the pipe
-    (`speak tokenize big | head -1`) ends the command quietly, as it does `cat` (SIGPIPE, exit 141)."""
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+def run(argv: list[str] | None = None) -> int:
+    """Run one `speak` command line in this process and return its exit code: a user-facing error is one stderr line
+    and code 2 (what `main` does, callable from tests)."""
     try:
         app(args=argv)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except SpeakError as err:
         print(error_line(err), file=sys.stderr)
-        sys.exit(2)
+        return 2
     except UnicodeDecodeError as err:
         print(error_line(f"not valid UTF-8 ({err})"), file=sys.stderr)
-        sys.exit(2)
+        return 2
     except OSError as err:  # a path the command did not check itself: name it
         where = f"{err.filename}: " if err.filename else ""
         print(error_line(f"{where}{err.strerror or err}"), file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (see `run`). A reader that closes the pipe (`speak tokenize big | head -1`) ends the
+    command quietly, as it does `cat` (SIGPIPE, exit 141)."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(run(argv))

@@ -24,6 +24,10 @@ def finetune(
     out: Optional[Path] = typer.Option(None, help="write result.json here"),
 ) -> None:
     """LoRA fine-tuning of a pretrained encoder on SPEAK tokens (FVT embeddings; XNLI accuracy / UNER span F1)."""
+    if out is not None:  # refuse an unwritable --out before the (long) fine-tuning
+        from speak.atomic import check_output_dir
+
+        check_output_dir(out, force=True, what="output folder")
     from speak.atomic import atomic_write_json
     from speak.integrations.hf import SpeakHFTokenizer
     from speak.integrations.pretrained import (FinetuneConfig, XNLI_LABELS, finetune_nli, finetune_tagging,
@@ -69,10 +73,14 @@ def fit_tokenizer_grid(
     """Table 7: Stage-1 mimic accuracy over a grid of encoder / tanh / alpha / beta / char dim."""
     from rich.console import Console
 
+    from speak.atomic import check_output_dir
+    from speak.cli.tokenize import naming_corpus
     from speak.integrations.grid import grid_search, parse_values, table_markdown, write_grid
     from speak.text.corpora import load_corpus
     from speak.train.mimic import MimicConfig
 
+    if out is not None:
+        check_output_dir(out, force=True, what="output folder")
     factors = {k: v for k, v in {
         "encoder": parse_values(encoder, str), "tanh": parse_values(tanh, bool),
         "alpha": parse_values(alpha, float), "beta": parse_values(beta, float),
@@ -80,11 +88,12 @@ def fit_tokenizer_grid(
         "char_dim": parse_values(char_dim, int)}.items() if v is not None}
     text = load_corpus(corpus, max_chars=max_chars)
     console = Console(stderr=True)
-    rows = grid_search(text, factors, steps, base=MimicConfig(exemplar=exemplar, batch_size=batch_size,
-                                                              seq_len=seq_len),
-                       progress=lambda i, n, r: console.print(
-                           f"[{i + 1}/{n}] spike {r.spike_acc:.2f} non-spike {r.nonspike_acc:.2f} "
-                           f"({r.seconds:.0f}s)"))
+    with naming_corpus(corpus):
+        rows = grid_search(text, factors, steps, base=MimicConfig(exemplar=exemplar, batch_size=batch_size,
+                                                                  seq_len=seq_len),
+                           progress=lambda i, n, r: console.print(
+                               f"[{i + 1}/{n}] spike {r.spike_acc:.2f} non-spike {r.nonspike_acc:.2f} "
+                               f"({r.seconds:.0f}s)"))
     if out is not None:
         write_grid(rows, out, {"corpus": corpus, "steps": steps, "exemplar": exemplar, "factors": factors})
     print(table_markdown(rows), end="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterator, Optional
@@ -281,7 +282,7 @@ def fit_tokenizer_cmd(
                       ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
     check_output_dir(out, force=force, what="tokenizer folder")
     text = load_corpus(corpus)
-    with _step_progress(steps, quiet) as advance:
+    with _step_progress(steps, quiet) as advance, naming_corpus(corpus):
         tokenizer, metrics, used = fit_tokenizer(text, cfg, progress=advance)
     tokenizer.meta["corpus"] = corpus
     tokenizer.meta["exemplar_used"] = used.name
@@ -301,6 +302,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("tokenize")(tokenize)
     app.command("info")(info)
     app.command("fit-tokenizer")(fit_tokenizer_cmd)
+
+
+@contextmanager
+def naming_corpus(corpus: str):
+    """A 'corpus too small' error names the user's corpus."""
+    try:
+        yield
+    except SpeakError as err:
+        if str(err).startswith("corpus too small"):
+            raise SpeakError(f"{corpus}: {err}") from None
+        raise
 
 
 def _progress_callback(path: str):

@@ -61,6 +61,22 @@ def record_failure(run_dir: str | Path, method: str, corpus: str, seed: int, err
     return f"{method} on {corpus_name(corpus)} seed {seed} failed: {reason}"
 
 
+def _check_inputs(specs, corpora: Sequence[str], preset: str, sets: Sequence[str], out: Path) -> None:
+    """Fail before any training (one error line, nothing written) on an unwritable output folder, an unreadable
+    corpus or a bad --set, which would otherwise fail every run of the grid."""
+    from speak.atomic import check_output_dir
+    from speak.text.corpora import load_corpus
+    from speak.train.config import load_config
+
+    check_output_dir(out, force=True, what="output folder")
+    for corpus in corpora:
+        load_corpus(corpus)
+    for spec in specs:
+        if spec.available:
+            load_config(flags={"boundary": spec.boundary, "preset": preset, "corpus": corpora[0]},
+                        sets=list(spec.sets) + list(sets))
+
+
 def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, seeds: Sequence[int], steps: int,
              out: str | Path, sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None,
              quiet: bool = False, skip_unavailable: bool = True,
@@ -74,6 +90,10 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
     if len(set(names)) != len(names):
         raise SpeakError(f"corpora must have distinct names, got {names}")
     specs = [resolve_method(m) for m in methods]  # unknown names fail before any training
+    from speak.experiments import runner as real
+
+    if runner is real.run_training and not report_only:  # a stand-in runner (tests) needs no real inputs
+        _check_inputs(specs, corpora, preset, sets, out)
     records: list[dict[str, Any]] = []
     notes: list[str] = []
     failed = 0

@@ -33,7 +33,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpeakError(f"no results file at {p}") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SpeakError(f"{p}: unreadable results ({err.__class__.__name__})") from None
     if isinstance(data, dict):
         data = data.get("records", [])

@@ -18,7 +18,6 @@ the process's peak RSS (``ru_maxrss``) at the end.
 
 from __future__ import annotations
 
-import lzma
 import os
 import threading
 import time
@@ -142,7 +141,7 @@ def _time(fn: Callable[[], object], repeats: int) -> tuple[float, object, float]
 def _read(path: Path, max_mb: float | None) -> str:
     from speak.text.corpora import read_text
 
-    text = read_text(path) if path.suffix != ".xz" else lzma.open(path, "rb").read().decode("utf-8")
+    text = read_text(path)  # .xz / .gz / .bz2 decompressed; damaged or non-UTF-8 -> one SpeakError
     if max_mb is not None:
         text = text[: int(max_mb * 2**20)]
     return text

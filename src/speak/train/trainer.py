@@ -830,6 +830,6 @@ def read_run_files(run_dir: str | Path):
         vocab_data = json.loads((run_dir / "vocab.json").read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise SpeakError(f"{run_dir} is not a speak run folder ({Path(err.filename).name} is missing)") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SpeakError(f"{run_dir}: unreadable run files ({err.__class__.__name__})") from None
     return config_from_dict(cfg_data), CharVocab.from_dict(vocab_data)
