@@ -32,7 +32,7 @@ def results_table(records: list[dict], seeds: int):
                   show_edge=False, padding=(0, 1, 0, 0),
                   caption="params: LM / tokenizer; ms per batch: tokenize / infer")
     table.add_column("method", no_wrap=True, min_width=max((len(r["method"]) for r in records), default=6))
-    columns = (["seed"] if seeds > 1 else []) + ["BPC", "SF", "LM params", "tok params", "tok ms", "infer ms"]
+    columns = (["seed"] if seeds > 1 else []) + ["BPC", "SF", "LM\nparams", "tok.\nparams", "tok.\nms", "infer\nms"]
     for col in columns:
         table.add_column(col, justify="right", no_wrap=True)
     for r in sorted(records, key=lambda r: (r["method"], r["seed"])):
@@ -57,7 +57,7 @@ def demo(
 
     from speak.cli.tokenize import show_line
     from speak.experiments.compare import compare, parse_list
-    from speak.experiments.runner import run_dir_for
+    from speak.experiments.runner import corpus_name, run_dir_for
     from speak.experiments.segment_run import load_run_model, segment_with_run
     from speak.tokenizer import SpeakTokenizer
 
@@ -68,7 +68,8 @@ def demo(
         show_line(tokenizer, sentence)
         console.print("|".join(tokenizer.tokenize(sentence)), markup=False)
     method_list = parse_list(methods)
-    console.rule(f"2. Training {', '.join(method_list)} ({preset}, {steps} steps, {seeds} seed(s), {corpus})")
+    seeds_text = f", {seeds} seeds" if seeds > 1 else ""
+    console.rule(f"2. Training {', '.join(method_list)} ({corpus_name(corpus)}, {preset}, {steps} steps{seeds_text})")
     result = compare([corpus], method_list, preset=preset, seeds=seeds, steps=steps, out=out)
     console.print(results_table(result["records"], seeds))
     console.print(f"full report: {out / 'report.md'} and {out / 'report.html'}")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speak.atomic import dir_mode, ensure_dir, fsync_dir
+from speak.atomic import dir_mode, ensure_dir, file_mode, fsync_dir
 from speak.errors import SpeakError
 
 FORMAT = "speak.checkpoint"
@@ -217,6 +217,7 @@ def save_checkpoint(root: str | Path, model: torch.nn.Module | dict[str, Tensor]
         manifest = {}
         for name in (MODEL_FILE, STATE_FILE):
             p = tmp / name
+            os.chmod(p, file_mode())  # safetensors writes 0600 whatever the umask
             _fsync_file(p)
             manifest[name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
         meta = {"format": FORMAT, "version": VERSION, "files": manifest, "state": encoded}
