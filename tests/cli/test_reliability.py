@@ -349,3 +349,15 @@ def test_plot_says_which_characters_it_draws(tmp_path, capsys):
                                   capsys)
     assert code == 0 and "line 2, only its first 20 of 60 characters" in err
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("boundary", ["dtp-unigram", "speak"])
+def test_training_works_on_a_large_alphabet(tmp_path, boundary):
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(_cjk_like()) + "\n", encoding="utf-8")
+    out = speak("train", "--corpus", str(corpus), "--boundary", boundary, "--preset", "cpu-tiny", "--steps", "2",
+                "--out", str(tmp_path / "run"), "-q", "--set", "test_windows=2", "--set", "eval_windows=1",
+                "--set", "timing_batches=1")
+    assert out.returncode == 0, out.stderr
+    assert "vocabulary grown" in out.stderr.decode() and (tmp_path / "run" / "metrics.json").is_file()

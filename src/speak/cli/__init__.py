@@ -90,6 +90,9 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (see `run`). A reader that closes the pipe (`speak tokenize big | head -1`) ends the
     command quietly, as it does `cat` (SIGPIPE, exit 141)."""
+    import warnings
+
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    warnings.formatwarning = lambda message, *_, **__: "speak: warning: " + " ".join(str(message).split()) + "\n"
     sys.exit(run(argv))
