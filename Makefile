@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.speak-installed
 export NUMBA_THREADING_LAYER ?= workqueue
 
-.PHONY: demo test test-fast bench clean default-tokenizer
+.PHONY: demo test test-fast bench bench-models clean default-tokenizer
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/speak bench neuron
+
+# SpikeGPT, SpikeLM and the Transformer at cpu-small, trained and evaluated in turns; prints the ratios.
+bench-models: $(STAMP)
+	$(BIN)/speak bench models
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

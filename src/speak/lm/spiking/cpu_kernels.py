@@ -137,20 +137,41 @@ def signed_if_encode_cpu(u: torch.Tensor, time_steps: int) -> torch.Tensor:
 
 
 @njit(cache=True, nogil=True)
-def _bispike_backward(u, frames, g, gx):  # u [N]; frames, g [T, N] -> gx [N]; returns the alpha sum
-    T, N = frames.shape
-    one = u.dtype.type(1.0)
-    zero = u.dtype.type(0.0)
+def _bispike_forward(x, alpha, out, spikes):  # x [N]; out [T, N] = alpha * s_t; spikes [T, N] int8
+    T = out.shape[0]
+    one = x.dtype.type(1.0)
+    zero = x.dtype.type(0.0)
+    half = x.dtype.type(0.5)
+    for n in range(x.shape[0]):
+        u = x[n] / alpha
+        a = abs(u)
+        sign = one if u > zero else (-one if u < zero else zero)
+        m = zero
+        for t in range(T):
+            m = m + a
+            fire = one if m >= half else zero
+            m = m - fire
+            s = sign * fire
+            out[t, n] = alpha * s
+            spikes[t, n] = np.int8(s)
+
+
+@njit(cache=True, nogil=True)
+def _bispike_backward(x, alpha, spikes, g, gx):  # x [N]; spikes, g [T, N] -> gx [N]; returns the alpha sum
+    T, N = spikes.shape
+    one = x.dtype.type(1.0)
+    zero = x.dtype.type(0.0)
     g_alpha = 0.0
     for n in range(N):
-        inside = one if (u[n] >= -one and u[n] <= one) else zero
+        u = x[n] / alpha
+        inside = one if (u >= -one and u <= one) else zero
         gsum = zero
         gs = zero
         for t in range(T):
             gsum += g[t, n]
-            gs += g[t, n] * frames[t, n]
+            gs += g[t, n] * spikes[t, n]
         gx[n] = gsum * inside
-        g_alpha += gs - gsum * u[n] * inside
+        g_alpha += gs - gsum * u * inside
     return g_alpha
 
 
@@ -163,22 +184,25 @@ class ElasticBiSpikeCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, time_steps, scale):
-        u = x / alpha  # [...]
-        frames = signed_if_encode_cpu(u, time_steps)  # [T, ...]
-        ctx.save_for_backward(u, frames)
-        ctx.scale = scale
-        return alpha * frames
+        work = _work_dtype(x)
+        xs = _np(x.reshape(-1).to(work))  # [N]
+        a = xs.dtype.type(float(alpha.to(work)))
+        out = np.empty((time_steps, xs.size), dtype=xs.dtype)
+        spikes = np.empty((time_steps, xs.size), dtype=np.int8)
+        _bispike_forward(xs, a, out, spikes)
+        ctx.save_for_backward(x, alpha)
+        ctx.spikes, ctx.scale, ctx.work = spikes, scale, work
+        return torch.from_numpy(out).to(x.dtype).view(time_steps, *x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        u, frames = ctx.saved_tensors
-        work = _work_dtype(u)
-        T = frames.shape[0]
-        un = _np(u.reshape(-1).to(work))
-        gx = np.empty_like(un)
-        g_alpha = _bispike_backward(un, _np(frames.reshape(T, -1).to(work)), _np(g.reshape(T, -1).to(work)), gx)
-        gx_t = torch.from_numpy(gx).view(u.shape).to(u.dtype)
-        return gx_t, torch.tensor(g_alpha * ctx.scale, dtype=u.dtype), None, None
+        x, alpha = ctx.saved_tensors
+        xs = _np(x.reshape(-1).to(ctx.work))
+        a = xs.dtype.type(float(alpha.to(ctx.work)))
+        gx = np.empty_like(xs)
+        g_alpha = _bispike_backward(xs, a, ctx.spikes, _np(g.reshape(ctx.spikes.shape[0], -1).to(ctx.work)), gx)
+        return (torch.from_numpy(gx).view(x.shape).to(x.dtype), torch.tensor(g_alpha * ctx.scale, dtype=alpha.dtype),
+                None, None)
 
 
 # ---------------------------------------------------------------------------------------------- WKV

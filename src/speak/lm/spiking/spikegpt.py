@@ -112,9 +112,10 @@ class TimeMix(nn.Module):
         # x: [B, T, C] (LayerNorm'd residual)
         new: dict = {}
         xx, new["shift"] = _token_shift(x, st.get("shift"))  # [B, T, C]
-        xk = x * self.mix_k + xx * (1 - self.mix_k)  # [B, T, C]
-        xv = x * self.mix_v + xx * (1 - self.mix_v)  # [B, T, C]
-        xr = x * self.mix_r + xx * (1 - self.mix_r)  # [B, T, C]
+        d = x - xx  # [B, T, C]; x_m = mu x + (1 - mu) xx = xx + mu (x - xx), one fused op per mix
+        xk = torch.addcmul(xx, d, self.mix_k)  # [B, T, C]
+        xv = torch.addcmul(xx, d, self.mix_v)  # [B, T, C]
+        xr = torch.addcmul(xx, d, self.mix_r)  # [B, T, C]
         k = self.key(self.spk("k", xk, st, new))  # [B, T, C]
         v = self.value(self.spk("v", xv, st, new))  # [B, T, C]
         r = torch.sigmoid(self.receptance(self.spk("r", xr, st, new)))  # [B, T, C]
@@ -143,8 +144,9 @@ class ChannelMix(nn.Module):
         # x: [B, T, C]
         new: dict = {}
         xx, new["shift"] = _token_shift(x, st.get("shift"))  # [B, T, C]
-        xk = x * self.mix_k + xx * (1 - self.mix_k)  # [B, T, C]
-        xr = x * self.mix_r + xx * (1 - self.mix_r)  # [B, T, C]
+        d = x - xx  # [B, T, C]
+        xk = torch.addcmul(xx, d, self.mix_k)  # [B, T, C]
+        xr = torch.addcmul(xx, d, self.mix_r)  # [B, T, C]
         k = torch.square(torch.relu(self.key(self.spk("k", xk, st, new))))  # [B, T, F]
         kv = self.value(self.spk("v", k, st, new))  # [B, T, C]
         return torch.sigmoid(self.receptance(self.spk("r", xr, st, new))) * kv, new  # [B, T, C]
