@@ -180,3 +180,15 @@ def test_spikelm_compiled_paths_match_reference_paths():
     torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-10)
     for a, b in zip(gf, gs):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_wkv_compiled_without_grad_skips_saving_and_matches():
+    td, u, k, v = _wkv_inputs(2, 25, 5, torch.float64, seed=7)
+    w = -torch.exp(td)
+    with torch.no_grad():
+        y, st = wkv(w, u, k, v)
+    y_ref, st_ref = wkv_loop(w, u, k, v)
+    assert not y.requires_grad
+    torch.testing.assert_close(y, y_ref.detach(), rtol=1e-11, atol=1e-12)
+    for a, b in zip(st, st_ref):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-11, atol=1e-12)

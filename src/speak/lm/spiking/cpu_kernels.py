@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 
 NEG = -1e38  # the WKV state's stand-in for -inf (wkv.NEG_INF_STATE)
 
@@ -40,12 +40,12 @@ def _work_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 # ---------------------------------------------------------------------------------------------- multi-step LIF
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _lif_forward(x, v0, h_out, s_out, v_last, tau, v_th, v_r):  # x, h, s [B, T, C]; v0, v_last [B, C]
     B, T, C = x.shape
     one = x.dtype.type(1.0)
     zero = x.dtype.type(0.0)
-    for b in range(B):
+    for b in prange(B):
         v = v0[b].copy()
         for t in range(T):
             for c in range(C):
@@ -57,13 +57,13 @@ def _lif_forward(x, v0, h_out, s_out, v_last, tau, v_th, v_r):  # x, h, s [B, T,
         v_last[b] = v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _lif_backward(h, s, gs, gv_last, gx, gv0, tau, v_th, v_r, alpha, detach_reset):
     B, T, C = h.shape
     one = h.dtype.type(1.0)
     half_a = h.dtype.type(alpha / 2.0)
     k = h.dtype.type(math.pi / 2.0 * alpha)
-    for b in range(B):
+    for b in prange(B):
         Gv = gv_last[b].copy()
         for i in range(T):
             t = T - 1 - i
@@ -206,11 +206,11 @@ class ElasticBiSpikeCPU(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------- WKV
-@njit(cache=True, nogil=True)
-def _wkv_forward(w, u, k, v, a0, b0, p0, y, sa, sb, sp, a1, b1, p1):
-    # w, u [C]; k, v, y, sa, sb, sp [B, T, C] (sa/sb/sp: the state before position t); a0.. a1.. [B, C]
+@njit(cache=True, nogil=True, parallel=True)
+def _wkv_forward(w, u, k, v, a0, b0, p0, y, sa, sb, sp, a1, b1, p1, save):
+    # w, u [C]; k, v, y, sa, sb, sp [B, T, C] (sa/sb/sp: the state before position t, written if save); a0.. a1.. [B, C]
     B, T, C = k.shape
-    for b in range(B):
+    for b in prange(B):
         a = a0[b].copy()
         bb = b0[b].copy()
         p = p0[b].copy()
@@ -218,9 +218,10 @@ def _wkv_forward(w, u, k, v, a0, b0, p0, y, sa, sb, sp, a1, b1, p1):
             for c in range(C):
                 kt = k[b, t, c]
                 vt = v[b, t, c]
-                sa[b, t, c] = a[c]
-                sb[b, t, c] = bb[c]
-                sp[b, t, c] = p[c]
+                if save:
+                    sa[b, t, c] = a[c]
+                    sb[b, t, c] = bb[c]
+                    sp[b, t, c] = p[c]
                 ww = u[c] + kt
                 q = max(p[c], ww)
                 e1 = math.exp(p[c] - q)
@@ -238,13 +239,13 @@ def _wkv_forward(w, u, k, v, a0, b0, p0, y, sa, sb, sp, a1, b1, p1):
         p1[b] = p
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _wkv_backward(w, u, k, v, sa, sb, sp, g, gk, gv, gw, gu):
     # gk, gv [B, T, C]; gw, gu [B, C] (summed over B by the caller)
     B, T, C = k.shape
     zero = k.dtype.type(0.0)
     neg = k.dtype.type(NEG)
-    for b in range(B):
+    for b in prange(B):
         ga = np.zeros(C, dtype=k.dtype)  # GA_{t+1} = ga * e^r
         gb = np.zeros(C, dtype=k.dtype)
         r = np.full(C, neg, dtype=k.dtype)
@@ -291,17 +292,19 @@ def _wkv_backward(w, u, k, v, sa, sb, sp, g, gk, gv, gw, gu):
 class WKVCPU(torch.autograd.Function):
     """(w [C], u [C], k [B, T, C], v [B, T, C], a0, b0, p0 [B, C]) -> (y [B, T, C], a, b, p [B, C]).
 
-    Gradients to w, u, k, v; the incoming state gets none and the outgoing state carries none.
+    Gradients to w, u, k, v; the incoming state gets none and the outgoing state carries none. ``save=False``
+    (no gradient wanted: evaluation, generation) skips storing the per-position states the backward reads.
     """
 
     @staticmethod
-    def forward(ctx, w, u, k, v, a0, b0, p0):
+    def forward(ctx, w, u, k, v, a0, b0, p0, save=True):
         work = _work_dtype(k)
         arrs = [_np(x.to(work)) for x in (w, u, k, v, a0, b0, p0)]
         kk = arrs[2]
-        y, sa, sb, sp = (np.empty_like(kk) for _ in range(4))
+        y = np.empty_like(kk)
+        sa, sb, sp = (np.empty_like(kk) if save else np.empty((0, 0, 0), kk.dtype) for _ in range(3))
         a1, b1, p1 = (np.empty_like(arrs[4]) for _ in range(3))
-        _wkv_forward(*arrs, y, sa, sb, sp, a1, b1, p1)
+        _wkv_forward(*arrs, y, sa, sb, sp, a1, b1, p1, save)
         ctx.save_for_backward(*(torch.from_numpy(x) for x in (arrs[0], arrs[1], arrs[2], arrs[3], sa, sb, sp)))
         ctx.dtypes = (w.dtype, u.dtype, k.dtype, v.dtype)
         outs = tuple(torch.from_numpy(x).to(k.dtype) for x in (y, a1, b1, p1))
@@ -319,4 +322,4 @@ class WKVCPU(torch.autograd.Function):
         _wkv_backward(w.numpy(), u.numpy(), kn, v.numpy(), sa.numpy(), sb.numpy(), sp.numpy(), g, gk, gv, gw, gu)
         dw, du, dk, dv = ctx.dtypes
         return (torch.from_numpy(gw).sum(0).to(dw), torch.from_numpy(gu).sum(0).to(du),
-                torch.from_numpy(gk).to(dk), torch.from_numpy(gv).to(dv), None, None, None)
+                torch.from_numpy(gk).to(dk), torch.from_numpy(gv).to(dv), None, None, None, None)

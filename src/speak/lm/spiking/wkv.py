@@ -122,6 +122,7 @@ def wkv(
             WKVCPU = None
         if WKVCPU is not None:
             st = wkv_initial_state(B, C, k) if state is None else state
-            y, a, b, p = WKVCPU.apply(w, u, k, v, *st)
+            save = torch.is_grad_enabled() and any(x.requires_grad for x in (w, u, k, v))
+            y, a, b, p = WKVCPU.apply(w, u, k, v, *st, save)
             return y, (a, b, p)
     return wkv_chunked(w, u, k, v, state, chunk=chunk)
