@@ -5,10 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
+# Optional, about 1 GB: only `make test-triton` installs it (a CUDA torch build brings its own).
+TRITON_SPEC ?= triton==3.9.0
 STAMP := $(VENV)/.speak-installed
 export NUMBA_THREADING_LAYER ?= workqueue
 
-.PHONY: demo test test-fast bench clean default-tokenizer
+.PHONY: demo test test-fast test-triton gpu-check bench bench-models clean default-tokenizer
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +30,21 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Every Triton kernel against its reference under Triton's interpreter (CPU tensors; on CUDA if there is one).
+test-triton: $(STAMP)
+	$(BIN)/python -c "import triton" 2>/dev/null || $(BIN)/python -m pip install -q "$(TRITON_SPEC)"
+	TRITON_INTERPRET=1 SPEAK_REQUIRE_TRITON=1 $(BIN)/python -m pytest -q -rs tests/neuron/test_triton_interpret.py
+
+# Ready to run unchanged on a GPU machine (at most 10 minutes); without CUDA: the CPU-side checks, one line, exit 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
+
 bench: $(STAMP)
 	$(BIN)/speak bench neuron
+
+# SpikeGPT, SpikeLM and the Transformer at cpu-small, trained and evaluated in turns; prints the ratios.
+bench-models: $(STAMP)
+	$(BIN)/speak bench models
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -7,7 +7,7 @@ import torch
 
 from speak.lm.spiking.neurons import (
     ElasticBiSpike,
-    LIFNeuron,
+    MultiStepLIF,
     atan_surrogate_grad,
     heaviside_atan,
     signed_if_encode,
@@ -26,7 +26,7 @@ def test_heaviside_values_and_atan_surrogate_grad():
 
 
 def test_lif_constant_one_never_fires_and_approaches_one_from_below():
-    lif = LIFNeuron()
+    lif = MultiStepLIF()
     # exact arithmetic: h_t = 1 - 2^-t < 1 forever. Floating point: h rounds to exactly 1.0 (the threshold) after
     # 25 steps in float32 / 54 in float64 and then fires (spikingjelly's LIFNode does the same); documented.
     assert lif(torch.ones(1, 24, 1, dtype=torch.float32)).sum().item() == 0.0
@@ -40,7 +40,7 @@ def test_lif_constant_one_never_fires_and_approaches_one_from_below():
 
 
 def test_lif_constant_two_fires_every_step():
-    lif = LIFNeuron()
+    lif = MultiStepLIF()
     s, v = lif(torch.full((2, 40, 3), 2.0), return_state=True)
     assert torch.equal(s, torch.ones_like(s))
     assert torch.equal(v, torch.zeros_like(v))  # hard reset to 0
@@ -48,7 +48,7 @@ def test_lif_constant_two_fires_every_step():
 
 def test_lif_golden_sequence():
     # h = v + (x - v) / 2; fire when h >= 1; hard reset to 0
-    lif = LIFNeuron()
+    lif = MultiStepLIF()
     x = torch.tensor([[1.5, 1.5, 0.0, 3.0, -1.0, 2.0]], dtype=torch.float64)[..., None]
     expected_h = [0.75, 1.125, 0.0, 1.5, -0.5, 0.75]
     expected_s = [0, 1, 0, 1, 0, 0]
@@ -62,7 +62,7 @@ def test_lif_golden_sequence():
 
 
 def test_lif_surrogate_grad_matches_closed_form():
-    lif = LIFNeuron()
+    lif = MultiStepLIF()
     x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
     v0 = torch.randn(5, 7, dtype=torch.float64)
     s, _ = lif.step(x, v0)
@@ -74,7 +74,7 @@ def test_lif_surrogate_grad_matches_closed_form():
 def test_lif_multistep_equals_stepwise_and_spikingjelly():
     torch.manual_seed(0)
     x = torch.randn(3, 25, 4, dtype=torch.float64) * 2
-    lif = LIFNeuron()
+    lif = MultiStepLIF()
     s_all, v_last = lif(x, return_state=True)
     v = torch.zeros(3, 4, dtype=torch.float64)
     for t in range(25):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from speak.lm.spiking.neurons import LIFNeuron
+from speak.lm.spiking.neurons import MultiStepLIF
 from speak.lm.spiking.spikegpt import SpikeGPT, SpikeGPTConfig
 from speak.lm.spiking.wkv import wkv_chunked, wkv_initial_state, wkv_loop
 
@@ -98,7 +98,7 @@ def test_claimed_spikes_are_exactly_binary(variant):
 
     hooks = []
     for mod in m.modules():
-        if isinstance(mod, LIFNeuron):
+        if isinstance(mod, MultiStepLIF):
             def h(mod, args, out):
                 out = out[0] if isinstance(out, tuple) else out
                 check(out)
@@ -125,7 +125,7 @@ def test_claimed_spikes_are_exactly_binary(variant):
 
 def test_non_spiking_twin_has_no_lif_and_trains():
     m = _model("non-spiking", torch.float32)
-    assert not any(isinstance(x, LIFNeuron) for x in m.modules())
+    assert not any(isinstance(x, MultiStepLIF) for x in m.modules())
     ids = torch.randint(0, 23, (4, 16), generator=torch.Generator().manual_seed(4))
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     losses = []

@@ -43,6 +43,7 @@ app.add_typer(bench_app, name="bench")
 # One line per command module; each module owns its commands.
 _COMMAND_MODULES = [
     "speak.cli.bench_neuron",
+    "speak.cli.bench_models",
     "speak.cli.tokenize",
     "speak.cli.demo",
     "speak.cli.train",

@@ -329,7 +329,7 @@ def energy_metrics(
     starts = sorted(set(starts))
     ids = torch.from_numpy(np.stack([split.ids[s : s + T] for s in starts])).to(device)  # [b, T]
     chars = int(sum(split.lengths[s : s + T].sum() for s in starts))
-    from speak.lm.spiking.neurons import BinarySpike, ElasticBiSpike, LIFNeuron
+    from speak.lm.spiking.neurons import BinarySpike, ElasticBiSpike, MultiStepLIF
 
     counts: dict[str, list[int]] = {}  # neuron layer -> [non-zero outputs, outputs]
 
@@ -343,7 +343,7 @@ def energy_metrics(
         return fn
 
     hooks = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
-             if isinstance(m, (LIFNeuron, ElasticBiSpike, BinarySpike))]
+             if isinstance(m, (MultiStepLIF, ElasticBiSpike, BinarySpike))]
     was_training = model.training
     model.eval()
     try:

@@ -71,13 +71,36 @@ class BinarySpike(nn.Module):
 # Multi-step LIF over the sequence axis
 
 
-class LIFNeuron(nn.Module):
+Backend = str  # "auto" (compiled: numba on CPU, Triton on CUDA when installed) | "reference" (the Python loop)
+
+
+def _cpu_kernels():
+    """The numba kernels module, or None when numba is missing."""
+    try:
+        from speak.lm.spiking import cpu_kernels
+    except ImportError:
+        return None
+    return cpu_kernels
+
+
+def _gpu_kernels():
+    """The Triton kernels module, or None when Triton is missing."""
+    try:
+        from speak.lm.spiking import gpu_kernels
+    except ImportError:
+        return None
+    return gpu_kernels
+
+
+class MultiStepLIF(nn.Module):
     """Multi-step LIF (tau = 2, threshold 1, hard reset to 0, arctan surrogate) scanned over the sequence axis.
 
-    ``step(x [B, C], v [B, C]) -> (s, v)`` advances one position; ``forward(x [B, T, C], v0=None)`` scans all T
-    positions with a Python loop over T (vectorised over batch and channels) and returns spikes [B, T, C]
-    (``return_state=True`` also returns the last membrane [B, C], which is the recurrent-generation state).
-    The reset is not detached by default (``detach_reset=False``, spikingjelly's default).
+    ``forward(x [B, T, C], v0=None)`` scans all T positions and returns spikes [B, T, C] (``return_state=True`` also
+    returns the last membrane [B, C], the recurrent-generation state); ``step(x [B, C], v [B, C]) -> (s, v)`` advances
+    one position. ``backend="auto"`` runs the compiled scan (``cpu_kernels.LIFScanCPU`` on CPU, the Triton scan of
+    ``gpu_kernels`` on CUDA) with its hand-written backward; ``"reference"`` the Python loop over ``step`` (autograd
+    backward), which the tests hold the compiled scans to. The reset is not detached by default
+    (``detach_reset=False``, spikingjelly's default).
     """
 
     def __init__(
@@ -87,13 +110,17 @@ class LIFNeuron(nn.Module):
         v_reset: float = 0.0,
         surrogate_alpha: float = 2.0,
         detach_reset: bool = False,
+        backend: Backend = "auto",
     ) -> None:
         super().__init__()
+        if backend not in ("auto", "reference"):
+            raise ValueError(f"unknown backend {backend!r}; valid: auto, reference")
         self.tau = tau
         self.v_threshold = v_threshold
         self.v_reset = v_reset
         self.surrogate_alpha = surrogate_alpha
         self.detach_reset = detach_reset
+        self.backend = backend
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
         """Membrane at rest, shaped like one step of ``x`` ([B, C])."""
@@ -107,20 +134,35 @@ class LIFNeuron(nn.Module):
         v_next = h * (1.0 - s_r) + self.v_reset * s_r  # [B, C] hard reset
         return s, v_next
 
-    def forward(
-        self, x: torch.Tensor, v0: torch.Tensor | None = None, return_state: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        # x: [B, T, C]
-        v = self.initial_state(x[:, 0]) if v0 is None else v0  # [B, C]
+    def reference(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The oracle: a Python loop over ``step``. x [B, T, C], v [B, C] -> (spikes [B, T, C], last membrane)."""
         out = []
         for t in range(x.shape[1]):
             s, v = self.step(x[:, t], v)  # [B, C], [B, C]
             out.append(s)
-        s_all = torch.stack(out, dim=1)  # [B, T, C]
+        return torch.stack(out, dim=1), v
+
+    def _scan(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        consts = (float(self.tau), float(self.v_threshold), float(self.v_reset), float(self.surrogate_alpha),
+                  bool(self.detach_reset))
+        if self.backend == "auto" and x.shape[1] > 0:
+            kernels = _gpu_kernels() if x.is_cuda else _cpu_kernels()
+            if kernels is not None and x.device.type in ("cpu", "cuda"):
+                fn = kernels.LIFScanGPU if x.is_cuda else kernels.LIFScanCPU
+                return fn.apply(x, v, *consts)
+        return self.reference(x, v)
+
+    def forward(
+        self, x: torch.Tensor, v0: torch.Tensor | None = None, return_state: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        # x: [B, T, C]
+        v = torch.full_like(x[:, 0] if x.shape[1] else x.sum(1), self.v_reset) if v0 is None else v0  # [B, C]
+        s_all, v = self._scan(x, v)  # [B, T, C], [B, C]
         return (s_all, v) if return_state else s_all
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, alpha={self.surrogate_alpha}"
+        return (f"tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+                f"alpha={self.surrogate_alpha}, backend={self.backend}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -174,12 +216,15 @@ class ElasticBiSpike(nn.Module):
     their mean over T (the value a downstream linear layer sees on average).
     """
 
-    def __init__(self, time_steps: int = 1, grad_scale: bool = True) -> None:
+    def __init__(self, time_steps: int = 1, grad_scale: bool = True, backend: Backend = "auto") -> None:
         super().__init__()
         if time_steps < 1:
             raise ValueError("time_steps must be >= 1")
+        if backend not in ("auto", "reference"):
+            raise ValueError(f"unknown backend {backend!r}; valid: auto, reference")
         self.time_steps = time_steps
         self.use_grad_scale = grad_scale
+        self.backend = backend
         self.alpha = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("initialized", torch.tensor(False))
 
@@ -192,6 +237,14 @@ class ElasticBiSpike(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [..., C] dense
         self._maybe_init(x)
+        kernels = _cpu_kernels() if self.backend == "auto" and x.device.type == "cpu" else None
+        if kernels is None:
+            return self.reference(x)
+        scale = 1.0 / math.sqrt(x.numel() * self.time_steps) if self.use_grad_scale else 1.0
+        return kernels.ElasticBiSpikeCPU.apply(x, self.alpha.to(x.dtype), self.time_steps, scale)  # [T, ..., C]
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The oracle: the encoder loop of ``signed_if_encode`` and an autograd graph for the STE / LSQ gradient."""
         T = self.time_steps
         alpha = self.alpha.to(x.dtype)
         if self.use_grad_scale:
@@ -207,4 +260,4 @@ class ElasticBiSpike(nn.Module):
         return self.forward(x).mean(dim=0)
 
     def extra_repr(self) -> str:
-        return f"time_steps={self.time_steps}"
+        return f"time_steps={self.time_steps}, backend={self.backend}"

@@ -18,13 +18,13 @@ ChannelMix: k = relu(W_k x_k)^2;  out = sigmoid(W_r x_r) * W_v k.
 Modelling choices (documented in docs/spiking_lms.md):
 - binary embedding H(E[ids]) with the arctan surrogate (alpha = 2); no LayerNorm right after it (the first block's
   LN1 normalises); with ``spiking=False`` (the non-spiking twin) the embedding stays real and no LIF is used;
-- LIF: tau = 2, threshold 1, hard reset 0, arctan surrogate (``neurons.LIFNeuron``), time = the token axis, so
+- LIF: tau = 2, threshold 1, hard reset 0, arctan surrogate (``neurons.MultiStepLIF``, a compiled scan), time = the token axis, so
   each LIF carries one membrane per channel through the sequence (and through generation);
 - RWKV initialisation simplified: time_decay spread over [-5, 3] across channels (layer-dependent exponent as in
   RWKV-4), time_first = log(0.3), token-shift mixes mu = (c / C)^(1 - layer / n_layers);
 - no weight tying (the embedding is binarised, the head is a separate Linear), no biases in the Linears;
-- parallel form uses the chunked WKV (``wkv.wkv_chunked``), recurrent form the exact per-step recurrence
-  (``wkv.wkv_step``); ``step`` carries (token-shift inputs, WKV a/b/p, every LIF membrane) in a state dict.
+- parallel form uses ``wkv.wkv`` (the compiled recurrence on CPU, the chunked form on CUDA), recurrent form on
+  CUDA the per-step loop (``wkv.wkv_loop``); ``step`` carries (token-shift inputs, WKV a/b/p, every LIF membrane) in a state dict.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from speak.lm.spiking.neurons import LIFNeuron, heaviside_atan
-from speak.lm.spiking.wkv import wkv_chunked, wkv_loop
+from speak.lm.spiking.neurons import MultiStepLIF, heaviside_atan
+from speak.lm.spiking.wkv import wkv, wkv_loop
 
 State = dict  # nested dict of tensors: {"blocks": [ {"att": {...}, "ffn": {...}, "lif_att": v, ...} ], "lif_head": v}
 
@@ -61,8 +61,8 @@ class SpikeGPTConfig:
         return self.d_ff or 4 * self.d_model
 
 
-def _lif(cfg: SpikeGPTConfig) -> LIFNeuron:
-    return LIFNeuron(tau=cfg.tau, v_threshold=cfg.v_threshold, v_reset=0.0, surrogate_alpha=cfg.surrogate_alpha)
+def _lif(cfg: SpikeGPTConfig) -> MultiStepLIF:
+    return MultiStepLIF(tau=cfg.tau, v_threshold=cfg.v_threshold, v_reset=0.0, surrogate_alpha=cfg.surrogate_alpha)
 
 
 def _token_shift(x: torch.Tensor, prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,17 +112,18 @@ class TimeMix(nn.Module):
         # x: [B, T, C] (LayerNorm'd residual)
         new: dict = {}
         xx, new["shift"] = _token_shift(x, st.get("shift"))  # [B, T, C]
-        xk = x * self.mix_k + xx * (1 - self.mix_k)  # [B, T, C]
-        xv = x * self.mix_v + xx * (1 - self.mix_v)  # [B, T, C]
-        xr = x * self.mix_r + xx * (1 - self.mix_r)  # [B, T, C]
+        d = x - xx  # [B, T, C]; x_m = mu x + (1 - mu) xx = xx + mu (x - xx), one fused op per mix
+        xk = torch.addcmul(xx, d, self.mix_k)  # [B, T, C]
+        xv = torch.addcmul(xx, d, self.mix_v)  # [B, T, C]
+        xr = torch.addcmul(xx, d, self.mix_r)  # [B, T, C]
         k = self.key(self.spk("k", xk, st, new))  # [B, T, C]
         v = self.value(self.spk("v", xv, st, new))  # [B, T, C]
         r = torch.sigmoid(self.receptance(self.spk("r", xr, st, new)))  # [B, T, C]
         w = -torch.exp(self.time_decay)  # [C], < 0
-        if recurrent:
+        if recurrent and k.is_cuda:
             y, new["wkv"] = wkv_loop(w, self.time_first, k, v, st.get("wkv"))  # [B, T, C]
         else:
-            y, new["wkv"] = wkv_chunked(w, self.time_first, k, v, st.get("wkv"), chunk=self.chunk)  # [B, T, C]
+            y, new["wkv"] = wkv(w, self.time_first, k, v, st.get("wkv"), chunk=self.chunk)  # [B, T, C]
         return self.output(self.spk("o", r * y, st, new)), new  # [B, T, C]
 
 
@@ -143,8 +144,9 @@ class ChannelMix(nn.Module):
         # x: [B, T, C]
         new: dict = {}
         xx, new["shift"] = _token_shift(x, st.get("shift"))  # [B, T, C]
-        xk = x * self.mix_k + xx * (1 - self.mix_k)  # [B, T, C]
-        xr = x * self.mix_r + xx * (1 - self.mix_r)  # [B, T, C]
+        d = x - xx  # [B, T, C]
+        xk = torch.addcmul(xx, d, self.mix_k)  # [B, T, C]
+        xr = torch.addcmul(xx, d, self.mix_r)  # [B, T, C]
         k = torch.square(torch.relu(self.key(self.spk("k", xk, st, new))))  # [B, T, F]
         kv = self.value(self.spk("v", k, st, new))  # [B, T, C]
         return torch.sigmoid(self.receptance(self.spk("r", xr, st, new))) * kv, new  # [B, T, C]
@@ -204,7 +206,8 @@ class SpikeGPT(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """ids [B, T] with an optional carried state -> (logits [B, T, V], state after the last position).
 
-        ``recurrent=True`` runs the exact per-step WKV recurrence (generation); False the chunked parallel WKV.
+        ``recurrent=True`` runs the exact per-step WKV recurrence (generation; on CPU the compiled kernel is that
+        recurrence); False the fastest parallel form (``wkv.wkv``).
         """
         state = state or {}
         x = self.emb(ids)  # [B, T, C]

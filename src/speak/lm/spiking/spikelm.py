@@ -61,6 +61,8 @@ class SpikeLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = self.spike(x)  # [T, ..., C_in], values alpha * {-1, 0, 1}
+        if frames.shape[0] == 1:
+            return self.linear(frames[0])  # [..., C_out] (the mean over one frame, without its copy)
         return self.linear(frames).mean(dim=0)  # [..., C_out]
 
 

@@ -100,3 +100,29 @@ def wkv_chunked(
         b = ee.sum(-1) + esc * b
         p = pn
     return torch.cat(outs, dim=-1).transpose(1, 2), (a, b, p)  # [B, T, C]
+
+
+def wkv(
+    w: torch.Tensor,
+    u: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    state: tuple[torch.Tensor, ...] | None = None,
+    chunk: int = 32,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The WKV of SpikeGPT's TimeMix, on the fastest exact path: the compiled recurrence with its hand-written
+    backward on CPU (``cpu_kernels.WKVCPU``), the chunked form elsewhere or when a carried state needs a gradient.
+    w, u: [C]; k, v: [B, T, C]; state (a, b, p) [B, C] -> (wkv [B, T, C], final state)."""
+    B, T, C = k.shape
+    needs_state_grad = state is not None and any(s.requires_grad for s in state)
+    if k.device.type == "cpu" and T > 0 and not needs_state_grad:
+        try:
+            from speak.lm.spiking.cpu_kernels import WKVCPU
+        except ImportError:
+            WKVCPU = None
+        if WKVCPU is not None:
+            st = wkv_initial_state(B, C, k) if state is None else state
+            save = torch.is_grad_enabled() and any(x.requires_grad for x in (w, u, k, v))
+            y, a, b, p = WKVCPU.apply(w, u, k, v, *st, save)
+            return y, (a, b, p)
+    return wkv_chunked(w, u, k, v, state, chunk=chunk)
