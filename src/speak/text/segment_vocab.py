@@ -35,6 +35,7 @@ BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
 SPECIALS_HEAD = (BOS, PAD, EOS, UNK)  # ids 0..3, as XLM-R; <mask> is the last id
 BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))  # ids 4..259 with byte fallback
 _BYTE_VALUE = {t: b for b, t in enumerate(BYTE_TOKENS)}
+VOCAB_FILE = "segment_vocab.json"  # its name in a tokenizer directory
 FORMAT = "speak.SegmentVocab"
 VERSION = 1
 

@@ -248,16 +248,19 @@ def ends_from_spikes(spikes: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray
     return last + 1 - bounds[text_of], counts
 
 
-def encode_texts(segmenter, table: IdTable, texts: Sequence[str]) -> TokenIds:
-    """Ids of each text (each scanned from rest) with any SPEAK segmenter (``spikes_many``): spikes -> token ends
-    -> :func:`ids_from_offsets`."""
+def ids_from_spikes(table: IdTable, texts: Sequence[str], spikes: Sequence[np.ndarray]) -> TokenIds:
+    """Ids of ``texts`` given each text's hard boundaries (``spikes_many``'s output)."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    spikes = segmenter.spikes_many(texts)
     flat = np.concatenate(spikes) if len(spikes) else np.zeros(0, dtype=bool)
     ends, counts = ends_from_spikes(flat, bounds)
     return ids_from_offsets(table, code_points("".join(texts)), bounds, ends, counts)
 
 
-__all__ = ["IdTable", "TokenIds", "encode_texts", "ends_from_spikes", "ids_from_offsets",
+def encode_texts(segmenter, table: IdTable, texts: Sequence[str]) -> TokenIds:
+    """Ids of each text (each scanned from rest) with any SPEAK segmenter (its ``spikes_many``)."""
+    return ids_from_spikes(table, texts, segmenter.spikes_many(texts))
+
+
+__all__ = ["IdTable", "TokenIds", "encode_texts", "ends_from_spikes", "ids_from_offsets", "ids_from_spikes",
            "span_hash"]
