@@ -22,7 +22,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -146,15 +147,48 @@ def _kept(n1: np.ndarray, n2: np.ndarray | None, num_special: int, strategy: Tru
     return np.maximum(n1 - ids_move, 0), np.maximum(n2 - pair_move, 0)
 
 
+def _as_tensor(m: np.ndarray, kind) -> Any:
+    """A padded matrix as the requested tensor type without a copy where possible (torch: ``from_numpy``)."""
+    if str(getattr(kind, "value", kind)) == "pt":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(m))
+    return m
+
+
 # ---------------------------------------------------------------------------------------------- encodings
 class _Batch:
     """What the per-row encodings read: the assembled matrices and each sequence's pieces and text."""
 
-    def __init__(self, ids, pos, seq, lengths, starts, ends, texts, words, tokens, added):
+    def __init__(self, ids, pos, seq, lengths, starts, ends, seqs, words, paired, tokens, added):
         self.ids, self.pos, self.seq, self.lengths = ids, pos, seq, lengths  # [B, W] x 3, [B]
         self.starts, self.ends = starts, ends  # [P] character span of each flat piece, within its sequence's text
-        self.texts, self.words = texts, words  # per row: (text, pair text or None), (word lengths or None) x 2
+        self.seqs, self.words, self.paired = seqs, words, paired  # texts (rows, then pairs), word lengths or None
         self.tokens, self.added = tokens, added  # vocabulary strings, added-token id -> string
+
+    def text(self, row: int, s: int) -> tuple[str, list[int] | None]:
+        """(text, word lengths) of sequence ``s`` (0 / 1) of ``row``."""
+        i = row + s * self.lengths.shape[0]
+        return self.seqs[i], self.words[i]
+
+
+class _Encodings(Sequence):
+    """The rows' :class:`SpeakEncoding`, made when read (a batch of 1000 rows costs nothing until then)."""
+
+    def __init__(self, batch: _Batch):
+        self._b = batch
+
+    def __len__(self) -> int:
+        return int(self._b.lengths.shape[0])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return SpeakEncoding(self._b, i)
 
 
 class SpeakEncoding:
@@ -177,7 +211,7 @@ class SpeakEncoding:
 
     @property
     def n_sequences(self) -> int:
-        return 1 if self._b.texts[self._r][1] is None else 2
+        return 2 if self._b.paired else 1
 
     @property
     def ids(self) -> list[int]:
@@ -227,7 +261,7 @@ class SpeakEncoding:
                     out.append(None)
                     continue
                 if s not in per_seq:
-                    per_seq[s] = _word_of_chars(self._b.texts[self._r][s], self._b.words[self._r][s])
+                    per_seq[s] = _word_of_chars(*self._b.text(self._r, s))
                 w = per_seq[s][a:b]
                 w = w[w >= 0]
                 out.append(int(w[0]) if w.size else None)
@@ -396,12 +430,16 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             return bool(text) and isinstance(text[0], (list, tuple))
         return True
 
-    def _sequence_pieces(self, seqs: list[str], words: list[list[int] | None], split_special: bool):
+    def _sequence_pieces(self, seqs: list[str], words: list[list[int] | None], is_split: bool, split_special: bool):
         """Flat ids and spans of each sequence (chunks between added tokens go through SPEAK and the table)."""
         pattern = None if split_special else self._added_pattern()
+        if not is_split and (pattern is None or not any(map(pattern.search, seqs))):
+            res = self._chunk_ids(seqs, None)  # the common case: each sequence is one chunk
+            off = np.concatenate(([0], np.cumsum(res.counts))).astype(np.int64)
+            return res.ids, res.starts, res.ends, off[:-1], res.counts
         chunks: list[str] = []
         chunk_origin: list[int] = []
-        forced: list[np.ndarray] = []
+        forced: list[tuple[list[tuple], np.ndarray]] = []
         layout: list[list[tuple]] = []  # per sequence: ("c", chunk) | ("t", id, start, end)
         for text, wl in zip(seqs, words):
             parts: list[tuple] = []
@@ -421,21 +459,8 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             if wl is not None:  # word starts open tokens (is_split_into_words)
                 forced.append((parts, np.cumsum([0] + [n + 1 for n in wl[:-1]]).astype(np.int64)))
             layout.append(parts)
-        lengths = np.fromiter((len(c) for c in chunks), dtype=np.int64, count=len(chunks))
-        bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        spikes = self.speak.spikes_many(chunks)
-        flat = np.concatenate(spikes) if spikes else np.zeros(0, dtype=bool)
-        for parts, starts in forced:  # a spike before each word start, in the chunk holding it
-            for p in parts:
-                if p[0] == "c":
-                    o, n = chunk_origin[p[1]], lengths[p[1]]
-                    idx = starts[(starts > o) & (starts < o + n)] - o
-                    flat[bounds[p[1]] + idx - 1] = True
-        ends, counts = ends_from_spikes(flat, bounds)
-        res = ids_from_offsets(self._table, code_points("".join(chunks)), bounds, ends, counts)
-        if all(len(p) == 1 and p[0][0] == "c" for p in layout):  # no added tokens: a sequence is its chunk
-            off = np.concatenate(([0], np.cumsum(res.counts))).astype(np.int64)
-            return res.ids, res.starts, res.ends, off[:-1], res.counts
+        force = [(p[1], chunk_origin[p[1]], starts) for parts, starts in forced for p in parts if p[0] == "c"]
+        res = self._chunk_ids(chunks, force)
         c_off = np.concatenate(([0], np.cumsum(res.counts))).astype(np.int64)
         ids, st, en, first, count = [], [], [], [], []
         total = 0
@@ -456,6 +481,19 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             count.append(total - first[-1])
         cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
         return cat(ids), cat(st), cat(en), np.asarray(first, np.int64), np.asarray(count, np.int64)
+
+    def _chunk_ids(self, chunks: list[str], force: list[tuple[int, int, np.ndarray]] | None):
+        """Compiled: SPEAK spikes of each chunk (scanned from rest), boundaries forced before the word starts in
+        ``force`` ((chunk, its origin in the text, word starts in the text)), token ends, ids."""
+        lengths = np.fromiter((len(c) for c in chunks), dtype=np.int64, count=len(chunks))
+        bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        spikes = self.speak.spikes_many(chunks)
+        flat = np.concatenate(spikes) if spikes else np.zeros(0, dtype=bool)
+        for c, o, starts in force or ():  # a spike closes the token before each word start
+            idx = starts[(starts > o) & (starts < o + lengths[c])] - o
+            flat[bounds[c] + idx - 1] = True
+        ends, counts = ends_from_spikes(flat, bounds)
+        return ids_from_offsets(self._table, code_points("".join(chunks)), bounds, ends, counts)
 
     def _templates(self, add_special_tokens: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(prefix, suffix) of a single sequence and (prefix, mid, suffix) of a pair, from the tokenizer's own
@@ -482,11 +520,12 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             raise ValueError("If `text` is a batch, `text_pair` must also be a batch of the same length.")
         B = len(rows)
 
-        def joined(x):
-            return (" ".join(x), [len(w) for w in x]) if is_split else (x, None)
-
-        seqs, words = zip(*[joined(x) for x in rows + (pairs or [])]) if B else ((), ())
-        ids, starts, ends, first, count = self._sequence_pieces(list(seqs), list(words), split_special_tokens)
+        seqs = rows + (pairs or [])
+        words: list = [None] * len(seqs)
+        if is_split:
+            words = [[len(w) for w in x] for x in seqs]
+            seqs = [" ".join(x) for x in seqs]
+        ids, starts, ends, first, count = self._sequence_pieces(seqs, words, is_split, split_special_tokens)
         n1 = count[:B]
         n2 = None if pairs is None else count[B:]
         pre1, suf1, pre2, mid, suf2 = self._templates(add_special_tokens)
@@ -517,8 +556,10 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
         out_ids[has] = ids[out_pos[has]]
 
         uniform = B > 0 and bool((lengths == W).all())
-        as_rows = (lambda m: m) if (uniform and return_tensors) else (
-            lambda m: [row[:n] for row, n in zip(m.tolist(), lengths.tolist())])
+        if uniform:
+            as_rows = (lambda m: _as_tensor(m, return_tensors)) if return_tensors else (lambda m: m.tolist())
+        else:
+            as_rows = lambda m: [row[:n] for row, n in zip(m.tolist(), lengths.tolist())]  # noqa: E731
         data: dict[str, Any] = {"input_ids": as_rows(out_ids)}
         if return_token_type_ids or (return_token_type_ids is None and "token_type_ids" in self.model_input_names):
             data["token_type_ids"] = as_rows(np.zeros((B, W), np.int64))
@@ -528,20 +569,19 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             data["special_tokens_mask"] = as_rows((out_seq < 0).astype(np.int64))
         if return_offsets_mapping:
             pos = np.where(has, out_pos, 0)
-            offs = np.stack([np.where(has, starts[pos], 0), np.where(has, ends[pos], 0)], -1)  # [B, W, 2]
-            data["offset_mapping"] = offs if (uniform and return_tensors) else [
-                [tuple(x) for x in row[:n]] for row, n in zip(offs.tolist(), lengths.tolist())]
+            s_mat, e_mat = np.where(has, starts[pos], 0), np.where(has, ends[pos], 0)  # [B, W] each
+            if uniform and return_tensors:
+                data["offset_mapping"] = _as_tensor(np.stack([s_mat, e_mat], -1), return_tensors)  # [B, W, 2]
+            else:  # lists of (start, end) tuples, as fast tokenizers give
+                data["offset_mapping"] = [list(zip(s[:n], e[:n])) for s, e, n in
+                                          zip(s_mat.tolist(), e_mat.tolist(), lengths.tolist())]
         if return_length:
             data["length"] = (raw if batched else lengths).tolist()
-        batch = _Batch(out_ids, out_pos, out_seq, lengths, starts, ends,
-                       [(seqs[r], None if pairs is None else seqs[B + r]) for r in range(B)],
-                       [(words[r], None if pairs is None else words[B + r]) for r in range(B)],
+        batch = _Batch(out_ids, out_pos, out_seq, lengths, starts, ends, seqs, words, pairs is not None,
                        self.segment_vocab.tokens, {v: k for k, v in self._added_tokens_encoder.items()})
-        encodings = [SpeakEncoding(batch, r) for r in range(B)]
+        encodings = _Encodings(batch)
         if not batched:
-            data = {k: v[0] for k, v in data.items()}
-            if return_tensors:
-                data = {k: (np.asarray(v)[None] if not isinstance(v, np.ndarray) else v[None]) for k, v in data.items()}
+            data = {k: (v[:1] if return_tensors else v[0]) for k, v in data.items()}
         return BatchEncoding(data, encoding=encodings, tensor_type=return_tensors,
                              n_sequences=1 if pairs is None else 2)
 

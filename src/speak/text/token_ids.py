@@ -40,7 +40,7 @@ def span_hash(cps, a, b):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _lookup(h, cps, a, b, slots, piece_cps):
+def _lookup(h, cps, a, b, slots, piece_off, piece_cps):
     """The id of the entry equal to ``cps[a:b]`` (key ``h``); -2 when it is only a prefix of entries; -1 when
     neither. Entries are confirmed by comparing code points; prefix marks trust the 64-bit key (a false mark only
     costs a probe, never a wrong id)."""
@@ -55,8 +55,8 @@ def _lookup(h, cps, a, b, slots, piece_cps):
         if slots[s, 0] == key:
             if pid == -2:
                 return -2
-            if slots[s, 3] == n:
-                o = slots[s, 2]
+            if piece_off[pid + 1] - piece_off[pid] == n:
+                o = piece_off[pid]
                 same = True
                 for j in range(n):
                     if piece_cps[o + j] != cps[a + j]:
@@ -91,7 +91,7 @@ def utf8_byte(cp, n, j):
 
 
 @njit(cache=True, nogil=True)
-def _ids_kernel(cps, bounds, ends, counts, slots, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
+def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
                 out_ends, out_counts):
     """Every token of every text: text ``i`` is ``cps[bounds[i]:bounds[i + 1]]``, its tokens end at the next
     ``counts[i]`` entries of ``ends`` (relative to the text). The outputs hold at least as many entries as the
@@ -109,7 +109,7 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_cps, max_len, byte_base,
             e += 1
             pid = -1
             if b - a <= max_len:  # the common case: the whole token is an entry
-                pid = _lookup(span_hash(cps, a, b), cps, a, b, slots, piece_cps)
+                pid = _lookup(span_hash(cps, a, b), cps, a, b, slots, piece_off, piece_cps)
             if pid >= 0:
                 out_ids[k] = pid
                 out_starts[k] = a - origin
@@ -123,7 +123,7 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_cps, max_len, byte_base,
                 found, n = -1, 1
                 for j in range(min(max_len, b - i)):
                     h = _mix(h, cps[i + j])
-                    r = _lookup(h, cps, i, i + j + 1, slots, piece_cps)
+                    r = _lookup(h, cps, i, i + j + 1, slots, piece_off, piece_cps)
                     if r == -1:
                         break
                     if r >= 0:
@@ -149,7 +149,7 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_cps, max_len, byte_base,
 
 @njit(cache=True)
 def _fill_slots(piece_off, piece_cps, first, last, slots):
-    """Insert every entry (its id) and every proper prefix of one (-2), with the span's place in piece_cps."""
+    """Insert every entry (its id) and every proper prefix of one (-2 marks)."""
     mask = slots.shape[0] - 1
     for pid in range(first, last):
         a, b = piece_off[pid], piece_off[pid + 1]
@@ -163,8 +163,6 @@ def _fill_slots(piece_off, piece_cps, first, last, slots):
             if slots[s, 1] == -1 or (t + 1 == b and slots[s, 1] == -2):
                 slots[s, 0] = key
                 slots[s, 1] = pid if t + 1 == b else -2
-                slots[s, 2] = a
-                slots[s, 3] = t + 1 - a
 
 
 @dataclass
@@ -172,7 +170,9 @@ class IdTable:
     """The compiled form of a :class:`SegmentVocab` (build with :meth:`from_vocab`)."""
 
     vocab: SegmentVocab
-    arrays: tuple  # see encode_token
+    # (slots int64 [S, 2]: the key's bits and the id (-1 empty, -2 a prefix of entries), piece_off int64 [V + 1]
+    # and piece_cps int64 [P]: each id's code points, max_len, byte_base (-1: no byte fallback), unk_id)
+    arrays: tuple
 
     @classmethod
     def from_vocab(cls, vocab: SegmentVocab) -> "IdTable":
@@ -183,16 +183,16 @@ class IdTable:
         piece_cps = code_points("".join(vocab.pieces)).astype(np.int64)
         keys = int(lengths.sum()) + 1  # entries + prefix marks, at most
         size = 1 << max(4, int(2 * keys - 1).bit_length())  # load factor <= 1/2
-        slots = np.zeros((size, 4), dtype=np.int64)
+        slots = np.zeros((size, 2), dtype=np.int64)
         slots[:, 1] = -1
         _fill_slots(piece_off, piece_cps, lo, hi, slots)
-        arrays = (slots, piece_cps, np.int64(vocab.max_len),
+        arrays = (slots, piece_off, piece_cps, np.int64(vocab.max_len),
                   np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id))
         return cls(vocab, arrays)
 
     @property
     def max_len(self) -> int:
-        return int(self.arrays[2])
+        return int(self.arrays[3])
 
 
 @dataclass
