@@ -119,8 +119,9 @@ def test_compiled_matches_reference_with_a_real_tokenizer():
     tok = FastSpeakTokenizer.default()
     lines = [line for line in load_corpus("embedded")[:60_000].split("\n") if line]
     v = SegmentVocab.build(tok, lines, max_size=1200)
-    lines = lines + ["Café 😀 naïve", "", "end of line"]
+    lines = lines + ["Café 😀 naïve", "", "end of line", "And God said, Let there be light"]
     got = encode_texts(tok, IdTable.from_vocab(v), lines)
+    assert v.tokens[got.split()[-1][-1]] == "light"  # the line's last word is one id, not five characters
     for line, ids in zip(lines, got.split()):
         assert ids.tolist() == v.encode(tok.tokenize(line))
         assert v.decode(ids) == line
