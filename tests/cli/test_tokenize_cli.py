@@ -28,8 +28,14 @@ def test_formats(text_file):
     jsonl = [json.loads(x) for x in speak("tokenize", str(text_file), "-f", "jsonl").stdout.decode().splitlines()]
     assert [r["tokens"] for r in jsonl] == arrays
     assert all(line[a:b] == t for r, line in zip(jsonl, lines) for (a, b), t in zip(r["offsets"], r["tokens"]))
+    ends = speak("tokenize", str(text_file), "-f", "offsets").stdout.decode().splitlines()
+    assert [[int(e) for e in row.split()] for row in ends] == [[b for _, b in r["offsets"]] for r in jsonl]
+    from speak.tokenizer import SpeakTokenizer
+
+    vocab = SpeakTokenizer.default().segment_vocab
     ids = speak("tokenize", str(text_file), "-f", "ids").stdout.decode().splitlines()
-    assert [[int(e) for e in row.split()] for row in ids] == [[b for _, b in r["offsets"]] for r in jsonl]
+    assert [vocab.decode([int(i) for i in row.split()]) for row in ids] == lines
+    assert [[int(i) for i in row.split()] for row in ids] == [vocab.encode(a) for a in arrays]
     text = speak("tokenize", "-", stdin=text_file.read_bytes()).stdout.decode().splitlines()
     assert [row.split("|") for row in text] == arrays
 
@@ -115,6 +121,11 @@ def test_fit_tokenizer_writes_metrics(tmp_path):
     m = json.loads((tmp_path / "tk" / "metrics.json").read_text())
     assert {"spike_acc", "nonspike_acc", "f1", "sf", "exemplar_sf"} <= set(m)
     assert speak("info", str(tmp_path / "tk")).returncode == 0
+    ids = speak("tokenize", "-m", str(tmp_path / "tk"), "-f", "ids", stdin="the lazy cat 🐈\n".encode())
+    assert ids.returncode == 0, ids.stderr  # the vocabulary was built from the corpus and saved with the model
+    (tmp_path / "tk" / "segment_vocab.json").unlink()
+    missing = speak("tokenize", "-m", str(tmp_path / "tk"), "-f", "ids", stdin=b"the cat\n")
+    assert missing.returncode == 2 and b"no token vocabulary" in missing.stderr and not missing.stdout
 
 
 def test_fit_tokenizer_ngram_learns_and_tokenizes(tmp_path):

@@ -40,6 +40,18 @@ def test_fast_path_matches_tokenize(speak_tok, corpus_slice, kind):
         pos += c
 
 
+def test_fast_ids_match_the_reference(speak_tok, corpus_slice):
+    from speak.integrations.bench import speak_token_ids
+    from speak.text.segment_vocab import SegmentVocab
+    from speak.text.token_ids import IdTable
+
+    lines = [line for line in corpus_slice.split("\n")[:300]] + ["", "x", "\u2603 unseen \U0001f600 chars"]
+    vocab = SegmentVocab.build(speak_tok, lines[:200], max_size=1000)
+    ids, counts = speak_token_ids(speak_tok, lines, IdTable.from_vocab(vocab))
+    assert ids.tolist() == [i for line in lines for i in vocab.encode(speak_tok.tokenize(line))]
+    assert counts.sum() == ids.size
+
+
 def test_benchmark_small(speak_tok, corpus_slice, tmp_path):
     p = tmp_path / "c.txt"
     p.write_text(corpus_slice[:120_000], encoding="utf-8")

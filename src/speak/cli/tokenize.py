@@ -14,10 +14,11 @@ import typer
 
 from speak.errors import SpeakError
 
-FORMATS = ("text", "json", "jsonl", "ids")
+FORMATS = ("text", "json", "jsonl", "ids", "offsets")
 CHUNK_LINES = 4096
 
 _worker_tokenizer = None  # per worker process
+_worker_ids = None
 
 
 def _load(model: Optional[Path], fast: bool = False):
@@ -74,14 +75,33 @@ def _decode(raw: bytes, number: int, offset: int, path: str) -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: int) -> str:
+def _id_table(model: Optional[Path], fmt: str):
+    """The compiled token vocabulary of `model` for --format ids (None for other formats)."""
+    if fmt != "ids":
+        return None
+    from speak.text.segment_vocab import VOCAB_FILE, SegmentVocab
+    from speak.text.token_ids import IdTable
+    from speak.tokenizer.fast import default_tokenizer_dir
+
+    path = (model or default_tokenizer_dir()) / VOCAB_FILE
+    if not path.is_file():
+        raise SpeakError(f"{path.parent}: no token vocabulary ({VOCAB_FILE}); refit with `speak fit-tokenizer`")
+    return IdTable.from_vocab(SegmentVocab.load(path))
+
+
+def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: int, table=None) -> str:
     """Render the tokens of a chunk of lines in one output format."""
     from speak.text.segment import join_tokens, segment, token_offsets
 
     spikes = tokenizer.spikes_many(lines)
+    if fmt == "ids":  # vocabulary ids, one compiled pass over the chunk
+        from speak.text.token_ids import ids_from_spikes
+
+        ids = ids_from_spikes(table, lines, spikes).split()
+        return "".join(" ".join(map(str, row.tolist())) + "\n" for row in ids)
     out = []
     for i, (line, s) in enumerate(zip(lines, spikes)):
-        if fmt == "ids":  # token end offsets: what a pipeline needs to pool characters, compact
+        if fmt == "offsets":  # token end offsets: what a pipeline needs to pool characters, compact
             out.append(" ".join(str(e) for _, e in token_offsets(s, len(line))))
         elif fmt == "text":  # a backslash or the separator inside a token is escaped with a backslash
             out.append(join_tokens(segment(line, s), sep))
@@ -93,14 +113,15 @@ def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: i
     return "\n".join(out) + "\n" if out else ""
 
 
-def _init_worker(model: Optional[str]) -> None:
-    global _worker_tokenizer
+def _init_worker(model: Optional[str], fmt: str) -> None:
+    global _worker_tokenizer, _worker_ids
     _worker_tokenizer = _load(Path(model) if model else None, fast=True)
+    _worker_ids = _id_table(Path(model) if model else None, fmt)
 
 
 def _work(args) -> str:
     lines, fmt, sep, first = args
-    return _format_chunk(_worker_tokenizer, lines, fmt, sep, first)
+    return _format_chunk(_worker_tokenizer, lines, fmt, sep, first, _worker_ids)
 
 
 def _chunks(path: str, progress) -> Iterator[tuple[list[str], int]]:
@@ -120,13 +141,14 @@ def _chunks(path: str, progress) -> Iterator[tuple[list[str], int]]:
 
 def tokenize_stream(path: str, out, model: Optional[Path], fmt: str, sep: str, workers: int, progress=None) -> None:
     """Tokenize `path` line by line into the text stream `out`; memory stays bounded by a few chunks."""
+    table = _id_table(model, fmt)
     if workers <= 1:
         tokenizer = _load(model, fast=True)
         for lines, first in _chunks(path, progress):
-            out.write(_format_chunk(tokenizer, lines, fmt, sep, first))
+            out.write(_format_chunk(tokenizer, lines, fmt, sep, first, table))
         return
     _load(model, fast=True)  # fail fast, in this process, on an unreadable model
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model) if model else None,)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model) if model else None, fmt)) as pool:
         pending: deque = deque()
         for lines, first in _chunks(path, progress):
             pending.append(pool.submit(_work, (lines, fmt, sep, first)))
@@ -185,7 +207,7 @@ def _plot_line(tokenizer, line: str, number: int, path: Path, max_chars: int) ->
 def tokenize(
     file: str = typer.Argument("-", help="UTF-8 text file (plain, .xz, .gz, .bz2), or - for standard input"),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="tokenizer directory (default: the embedded one)"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json (an array per line) | jsonl | ids (token end offsets)"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json (an array per line) | jsonl | ids (vocabulary ids) | offsets (token end offsets)"),
     sep: str = typer.Option("|", help="separator between tokens in --format text; a backslash or the separator "
                                       "inside a token is written with a backslash before it (speak.text.segment."
                                       "split_tokens reads it back)"),
@@ -268,6 +290,8 @@ def fit_tokenizer_cmd(
     anchor: str = typer.Option("start", help="where exemplar boundaries sit: start (causally observable) | end"),
     seed: int = typer.Option(0), quiet: bool = typer.Option(False, "--quiet"),
     force: bool = typer.Option(False, "--force", help="overwrite a tokenizer already in --out"),
+    vocab_size: int = typer.Option(8000, help="token vocabulary built from the corpus: ids in all, the 5 specials "
+                                              "and 256 byte-fallback ids included"),
 ) -> None:
     """Stage-1 mimic training (App. C.2): learn to reproduce an exemplar segmentation with L_mem (Eq. 14)."""
     from dataclasses import asdict
@@ -286,6 +310,9 @@ def fit_tokenizer_cmd(
         tokenizer, metrics, used = fit_tokenizer(text, cfg, progress=advance)
     tokenizer.meta["corpus"] = corpus
     tokenizer.meta["exemplar_used"] = used.name
+    from speak.text.segment_vocab import SegmentVocab
+
+    tokenizer.segment_vocab = SegmentVocab.build(tokenizer, text, max_size=vocab_size)
     tokenizer.save_pretrained(out)
     record = {**asdict(metrics), "corpus": corpus, "exemplar": exemplar, "exemplar_used": used.name,
               "steps": steps, "tokenizer_params": tokenizer.num_parameters()}

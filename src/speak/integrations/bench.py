@@ -4,8 +4,10 @@ All three run in one process on the same lines of the same text (the corpus is s
 dropped). What each side outputs, so the comparison is fair:
 
 - SPEAK: the fast path. Code points -> ids through a numpy table, the compiled LIF scan over the flat id stream
-  (one fresh neuron per line), then the **token end offsets** of every line as one int64 numpy array plus each
-  line's token count (:func:`speak_token_ends`). No Python work per token.
+  (one fresh neuron per line), the token end offsets (:func:`speak_token_ends`), then the **vocabulary ids** of
+  every line in one compiled pass (:func:`speak_token_ids`: ``ids_from_offsets`` over the tokenizer's token
+  vocabulary; built from the benchmark text when the tokenizer ships none, outside the timing). No Python work
+  per token.
 - SentencePiece (Unigram, vocab 8000, trained here on the same text): ``encode(lines, out_type=int)``, the ids of
   every line (lists of ints).
 - HF ``tokenizers`` byte-level BPE (vocab 8000, trained here): ``encode_batch(lines)``, Encoding objects (ids and
@@ -96,6 +98,18 @@ def speak_token_ends(tokenizer, lines: Sequence[str]) -> tuple[np.ndarray, np.nd
     return ends + 1 - bounds[line_of], counts
 
 
+def speak_token_ids(tokenizer, lines: Sequence[str], table) -> tuple[np.ndarray, np.ndarray]:
+    """SPEAK's fast path to vocabulary ids: (ids, ids per line), through :func:`speak_token_ends` and
+    ``speak.text.token_ids.ids_from_offsets`` with ``table`` (an ``IdTable``)."""
+    from speak.text.token_ids import ids_from_offsets
+
+    ends, counts = speak_token_ends(tokenizer, lines)
+    lengths = np.fromiter((len(t) for t in lines), dtype=np.int64, count=len(lines))
+    bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    res = ids_from_offsets(table, code_points("".join(lines)), bounds, ends, counts)
+    return res.ids, res.counts
+
+
 class _RSSWatch:
     """Samples this process's RSS in a thread; ``growth`` is the largest increase over the value at start."""
 
@@ -178,10 +192,15 @@ def run_tokenize_benchmark(corpus_path: str | os.PathLike | None = None, *, toke
     sp.LoadFromSerializedProto(sp_model.model_proto)
     bpe = HFTokenizersExemplar.train_bpe(train_lines, vocab_size=vocab_size).tokenizer
 
+    from speak.text.segment_vocab import SegmentVocab
+    from speak.text.token_ids import IdTable
+
+    vocab = getattr(tokenizer, "segment_vocab", None) or SegmentVocab.build(tokenizer, train_lines, vocab_size)
+    table = IdTable.from_vocab(vocab)
     runs = []
-    t, (ends, counts), mem = _time(lambda: speak_token_ends(tokenizer, lines), repeats)
-    runs.append(TokenizerRun("speak", "token end offsets (int64 numpy) + tokens per line", n_bytes / t / 1e6, t,
-                             int(ends.size), sum(map(len, lines)) / max(int(ends.size), 1), mem))
+    t, (ids, counts), mem = _time(lambda: speak_token_ids(tokenizer, lines, table), repeats)
+    runs.append(TokenizerRun("speak", "ids (int64 numpy) + ids per line", n_bytes / t / 1e6, t,
+                             int(ids.size), sum(map(len, lines)) / max(int(ids.size), 1), mem))
     t, ids, mem = _time(lambda: sp.encode(lines, out_type=int), repeats)
     n = sum(len(x) for x in ids)
     runs.append(TokenizerRun("sentencepiece", "ids per line (list[list[int]])", n_bytes / t / 1e6, t, n,

@@ -16,6 +16,7 @@ import torch
 
 from speak.atomic import atomic_write_bytes, atomic_write_json, ensure_dir
 from speak.errors import SpeakError
+from speak.text.segment_vocab import VOCAB_FILE, SegmentVocab
 from speak.text.vocab import CharVocab
 from speak.tokenizer.config import TokenizerConfig
 from speak.tokenizer.fast import (
@@ -39,6 +40,7 @@ class SpeakTokenizer(Segmenter):
         self.vocab = vocab
         self.meta = dict(meta or {})
         self._fast: FastSpeakTokenizer | None = None
+        self.segment_vocab: SegmentVocab | None = None  # the token vocabulary (ids), saved beside the weights
 
     @property
     def config(self) -> TokenizerConfig:
@@ -80,6 +82,8 @@ class SpeakTokenizer(Segmenter):
         state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
         blob = save(state, metadata={"format": FORMAT})
         atomic_write_bytes(directory / WEIGHTS_FILE, blob)
+        if self.segment_vocab is not None:
+            self.segment_vocab.save(directory / VOCAB_FILE)
         doc = {
             "format": FORMAT,
             "version": VERSION,
@@ -118,7 +122,10 @@ class SpeakTokenizer(Segmenter):
             raise SpeakError(f"{w_path}: weights do not match the config (missing {missing}, unexpected {extra}, "
                              f"wrong shapes {shapes})")
         net.load_state_dict(state)
-        return cls(net, vocab, meta=doc.get("meta") or {})
+        tok = cls(net, vocab, meta=doc.get("meta") or {})
+        if (directory / VOCAB_FILE).is_file():
+            tok.segment_vocab = SegmentVocab.load(directory / VOCAB_FILE)
+        return tok
 
     @classmethod
     def default(cls) -> "SpeakTokenizer":
