@@ -87,6 +87,8 @@ COMMANDS = {
                  write=lambda src, o: ["demo", "--corpus", src, "--steps", "1", "--preset", "cpu-tiny",
                                        "--methods", "fixed", "--out", o]),
     "bench neuron": dict(),
+    "bench models": dict(read=lambda p: ["bench", "models", "--corpus", p, "--rounds", "1", "--d-model", "8",
+                                         "--n-layers", "1", "--batch-size", "1", "--seq-len", "8"]),
 }
 
 FOLDER_SKIP = ("reads a folder of JSON and safetensors written by speak, never a compressed file")
@@ -108,7 +110,7 @@ for _cmd, _spec in COMMANDS.items():
     if _cmd != "train" and _cmd != "tokenize":
         SKIP[_cmd, "interrupted"] = ("Ctrl-C is handled once, for every command, by the entry point (exit 130); "
                                      "the train and tokenize cells exercise it with real processes")
-for _cmd in ("train", "bench boundaries", "experiment compare", "experiment ablate", "demo"):
+for _cmd in ("train", "bench models", "bench boundaries", "experiment compare", "experiment ablate", "demo"):
     SKIP[_cmd, "huge-line"] = "reads the corpus as one character stream: line length plays no part"
 SKIP["experiment efficiency", "huge-line"] = "--from reads results.json, --corpus is the compare corpus path"
 SKIP["bench tokenize", "huge-line"] = "a benchmark of throughput: a long line is valid input (timed, not an error)"
