@@ -30,6 +30,14 @@ def read_json(path: str | os.PathLike, *, missing: str | None = None, what: str 
 
 
 def _umask() -> int:
+    """The process umask: read from /proc where it can be (setting it to read it races with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

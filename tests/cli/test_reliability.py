@@ -349,6 +349,10 @@ def test_plot_says_which_characters_it_draws(tmp_path, capsys):
                                   capsys)
     assert code == 0 and "line 2, only its first 20 of 60 characters" in err
     assert (tmp_path / "p.png").stat().st_size > 0
+    from speak.tokenizer import SpeakTokenizer
+
+    tk, line = SpeakTokenizer.default(), "In the beginning God created the heavens and the earth."
+    assert (tk.trace(line[:20]).s[0] == tk.trace(line).s[0, :20]).all()  # why --plot may trace only the prefix
 
 
 @pytest.mark.slow

@@ -88,9 +88,9 @@ def test_sentencepiece_save_load_and_files(sp, tmp_path, corpus_slice):
 
 def test_sentencepiece_vocab_too_large_retries_or_fails():
     text = "the cat sat on the mat\nthe dog sat on the log\n" * 5
-    with pytest.warns(UserWarning, match="retrying with"):
+    with pytest.warns(UserWarning, match="shrunk from 8000"):
         small = SentencePieceExemplar.train(text, vocab_size=8000, num_threads=1)
-    assert small.vocab_size < 8000
+    assert small.vocab_size < 8000 and small.note.startswith(f"vocabulary shrunk from 8000 to {small.vocab_size}")
     _check_lossless(small, text)
     with pytest.raises(SpeakError, match="SentencePiece training failed"):
         SentencePieceExemplar.train(text, vocab_size=8000, num_threads=1, shrink_vocab=False)

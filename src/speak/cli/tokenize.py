@@ -195,7 +195,8 @@ def _plot_line(tokenizer, line: str, number: int, path: Path, max_chars: int) ->
     """Draw one line to `path` and say which characters the picture shows."""
     from speak.experiments.plots import plot_segmentation
 
-    tr = tokenizer.trace(line)
+    ahead = int(getattr(tokenizer.config, "ngram_lookahead", 0) or 0)
+    tr = tokenizer.trace(line[: max_chars + ahead])  # causal scan: the drawn prefix needs only its own characters
     plot_segmentation(line, tr.u[0].numpy(), tr.s[0].numpy(), tr.mask[0].numpy(), tokenizer.config.theta,
                       tokenizer.config.u_th, path, max_chars=max_chars)
     shown = min(len(line), max_chars)
