@@ -47,7 +47,7 @@ def bench_models(
         tr, ev = rel[r.model]
         table.add_row(r.model, f"{r.params:,}", f"{r.train_chars_per_s:,.0f}", f"{r.eval_chars_per_s:,.0f}",
                       f"{tr:.2f}x", f"{ev:.2f}x")
-    Console().print(table)
+    Console(width=max(Console().width, 110)).print(table)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

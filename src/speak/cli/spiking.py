@@ -43,6 +43,27 @@ def _decode(ids: list[int], vocab: list[str] | None) -> str:
     return "".join(chr(i) for i in ids)
 
 
+def _generate_hourglass(run: Path, prompt: str, max_tokens: int, temperature: float, top_k: int, seed: int) -> str:
+    """Prompt + sampled continuation from an hourglass run's last checkpoint (one character per step; the model
+    re-reads the context, truncated to its max_len, and makes its own boundaries at every step). An empty prompt
+    starts from a newline (or the most frequent character when the vocabulary has none)."""
+    import torch
+
+    from speak.lm.spiking.generate import generate
+    from speak.train import trainer as T
+    from speak.train.checkpoint import load_checkpoint, load_model_weights
+
+    cfg, vocab = T.read_run_files(run)
+    ckpt = load_checkpoint(run / T.CHECKPOINT_DIR)
+    model = T.build_model(cfg, vocab)
+    load_model_weights(model, ckpt.model, where=f"checkpoint {ckpt.path}")
+    start = prompt or ("\n" if "\n" in vocab else vocab.chars[0])
+    ids = torch.tensor([[vocab.id_of(ch) for ch in start]], dtype=torch.long)  # [1, n]
+    out = generate(model, ids, max_tokens, temperature, top_k, seed)  # [1, n + max_tokens]
+    specials = {0: "", 1: "\ufffd"}  # <pad>, <unk>
+    return prompt + "".join(specials[i] if i in specials else vocab.char_of(i) for i in out[0, ids.shape[1]:].tolist())
+
+
 def sdllm(
     run: Path = typer.Argument(..., help="a token-LM run folder (speak train --model transformer ...)"),
     time_steps: int = typer.Option(4, help="spikes per activation at most (integer levels -T..T)"),
@@ -115,17 +136,19 @@ def energy(
     if scan_chars:
         console.print(f"tokenizer scan: {scan.total_pj:.1f} pJ for {scan_chars} chars ({scan.pj_per_token:.2f} pJ/char)")
 
+
 def generate_cmd(
     checkpoint: Optional[Path] = typer.Argument(None, help="model dir written by save_model (config.json + safetensors)"),
-    run: Optional[Path] = typer.Option(None, "--run", help="a token-LM run folder of `speak train --model ...`"),
+    run: Optional[Path] = typer.Option(None, "--run", help="a run folder of `speak train` (token LM or hourglass)"),
     prompt: str = typer.Option("", help="text to continue (default: the first vocabulary entry)"),
     max_tokens: int = typer.Option(100, min=0),
     temperature: float = typer.Option(1.0, min=0.0, help="0 = greedy"),
     top_k: int = typer.Option(0, min=0, help="0 = no top-k filter"),
     seed: int = typer.Option(0),
 ) -> None:
-    """Sample a continuation of PROMPT from a saved model (characters: the config's vocab, else code points) or
-    from a token-LM run folder (--run: its tokenizer and segment vocabulary; prints prompt + continuation)."""
+    """Sample a continuation of PROMPT from a saved model (characters: the config's vocab, else code points), from
+    a token-LM run folder (--run: its tokenizer and segment vocabulary) or from an hourglass run folder (--run of
+    `speak train --boundary ...`: its last checkpoint and character vocabulary); runs print prompt + continuation."""
     import torch
 
     from speak.errors import SpeakError
@@ -135,6 +158,9 @@ def generate_cmd(
 
     if run is None and checkpoint is not None and token_lm.is_run_dir(checkpoint):
         run = checkpoint
+    if run is not None and not token_lm.is_run_dir(run):
+        typer.echo(_generate_hourglass(run, prompt, max_tokens, temperature, top_k, seed))
+        return
     if run is not None:
         typer.echo(token_lm.generate_from_run(run, prompt, max_tokens, temperature, top_k, seed))
         return

@@ -1,5 +1,6 @@
 """Sampling from the LMs: temperature, top-k, seeded. SpikeGPT uses its recurrent state (one token at a time);
-the attention models re-run the (truncated) context at each step."""
+the attention models (SpikeLM, the Transformer, the hourglass character LM) re-run the (truncated) context at each
+step."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def generate(
     max_len = getattr(getattr(model, "config", None), "max_len", None)
     for _ in range(max_new_tokens):
         ctx = ids if max_len is None else ids[:, -max_len:]
-        nxt = sample_next(model(ctx)[:, -1], temperature, top_k, gen)  # [B]
+        out = model(ctx)
+        logits = getattr(out, "logits", out)  # [B, T, V]; the hourglass LM returns an output with .logits
+        nxt = sample_next(logits[:, -1], temperature, top_k, gen)  # [B]
         ids = torch.cat([ids, nxt[:, None]], dim=1)
     return ids
