@@ -261,9 +261,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from speak.train.mimic import MimicConfig, fit_tokenizer
 
         cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                          alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
+                          mem_alpha=alpha, mem_beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
                           reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
-                          ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
+                          ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, mem_balanced=balanced)
         text = load_corpus(corpus)
         with _step_progress(steps, quiet) as advance:
             tokenizer, metrics, _ = fit_tokenizer(text, cfg, progress=advance)

@@ -23,7 +23,7 @@ def membrane_targets(current: torch.Tensor, *, alpha, beta, u_th: float = 1.0, u
     u_fire = max(u_th, gamma u_th + delta I),  target_fire = alpha u_fire + (1 - alpha) u_th
     u_rest = min(u_th - eps, gamma u_reset + delta I),  target_rest = beta u_rest + (1 - beta) u_reset
     I is detached: targets are targets, not paths for gradient (SPEC section 2). alpha and beta may be learnable
-    tensors (GTok) or floats (standalone, 1.2 and 0.6).
+    tensors (GTok) or floats (standalone); their defaults are ``SpeakOptions.mem_alpha`` / ``mem_beta``.
     """
     I = current.detach()
     u_fire = torch.clamp(gamma * u_th + delta * I, min=u_th)
@@ -31,7 +31,7 @@ def membrane_targets(current: torch.Tensor, *, alpha, beta, u_th: float = 1.0, u
     return alpha * u_fire + (1 - alpha) * u_th, beta * u_rest + (1 - beta) * u_reset
 
 
-def membrane_loss(u: torch.Tensor, current: torch.Tensor, targets: torch.Tensor, *, alpha=1.2, beta=0.6,
+def membrane_loss(u: torch.Tensor, current: torch.Tensor, targets: torch.Tensor, *, alpha, beta,
                   u_th: float = 1.0, u_reset: float = 0.0, gamma: float = 1.0, delta: float = 1.0,
                   eps: float = 1e-8, valid: torch.Tensor | None = None, second_term: bool = True,
                   balanced: bool = False) -> torch.Tensor:
