@@ -141,11 +141,21 @@ def _unknown_key(path: str, valid: Iterable[str], where: str = "") -> SpeakError
     return SpeakError(f"unknown config key '{path}'{where} ({hint}{level}: {', '.join(valid)})")
 
 
-def set_key(tree: dict[str, Any], path: str, value: Any, *, where: str = "", text: bool = False) -> None:
+def set_key(tree: dict[str, Any], path: str, value: Any, *, where: str = "", text: bool = False,
+            hourglass: bool = True) -> None:
     """Set ``path`` (dotted, e.g. ``model.boundary.speak.theta``) in a TrainConfig mapping, walking the typed tree:
     the value is converted to the field's type (``text``: it came from the command line), a mapping merges key by
-    key; an unknown key or a wrong type is a one-line SpeakError."""
+    key; an unknown key or a wrong type is a one-line SpeakError. ``hourglass=False``: ``model`` configures a token
+    LM (``speak.train.token_lm`` checks its keys against that model's config), so its keys pass as YAML scalars."""
     keys = path.split(".")
+    if not hourglass and keys[0] == "model" and len(keys) > 1:
+        node = tree.setdefault("model", {})
+        for key in keys[1:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise SpeakError(f"config key '{path}': '{key}' is not a mapping")
+        node[keys[-1]] = _parse_scalar(value) if text else value
+        return
     level = _level(TrainConfig, (), str(tree.get("boundary", TrainConfig.boundary)))
     node = tree
     for depth, key in enumerate(keys):
@@ -159,7 +169,7 @@ def set_key(tree: dict[str, Any], path: str, value: Any, *, where: str = "", tex
                 return
             mapping = _coerce(here, value, dict)
             for sub, v in mapping.items():
-                set_key(tree, f"{here}.{sub}", v, where=where)
+                set_key(tree, f"{here}.{sub}", v, where=where, hourglass=hourglass)
             return
         if child is None:
             raise SpeakError(f"config key '{here}' has no sub-keys (got '{path}')")
@@ -264,18 +274,20 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
-def apply_mapping(base: dict[str, Any], mapping: dict[str, Any], where: str = "") -> dict[str, Any]:
+def apply_mapping(base: dict[str, Any], mapping: dict[str, Any], where: str = "", *,
+                  hourglass: bool = True) -> dict[str, Any]:
     """Merge a (file) mapping into ``base`` through the typed tree; unknown keys raise SpeakError."""
     out = copy.deepcopy(base)
     items = sorted(mapping.items(), key=lambda kv: isinstance(kv[1], dict))  # plain keys (the boundary) first
     for key, value in items:
         if not isinstance(key, str):
             raise _unknown_key(str(key), FIELD_NAMES, where)
-        set_key(out, key, value, where=where)
+        set_key(out, key, value, where=where, hourglass=hourglass)
     return out
 
 
-def apply_overrides(base: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def apply_overrides(base: dict[str, Any], sets: list[str] | tuple[str, ...], *,
+                    hourglass: bool = True) -> dict[str, Any]:
     """Apply ``key=value`` strings (dotted paths walk the typed tree), each typed by its field."""
     out = copy.deepcopy(base)
     pairs = []
@@ -285,7 +297,7 @@ def apply_overrides(base: dict[str, Any], sets: list[str] | tuple[str, ...]) -> 
         key, value = item.split("=", 1)
         pairs.append((key.strip(), value))
     for key, value in sorted(pairs, key=lambda kv: "." in kv[0]):  # top-level keys (the boundary) first
-        set_key(out, key, value, where=" (in --set)", text=True)
+        set_key(out, key, value, where=" (in --set)", text=True, hourglass=hourglass)
     return out
 
 
@@ -334,6 +346,7 @@ def load_config(
     """Build a validated config: defaults < preset < file < ``flags`` (plain CLI options, None = unset) < ``sets``.
 
     The preset is taken from (in order of precedence) ``--set preset=``, the flags, the file, else the default.
+    ``validate_model=False``: ``model`` is a token LM's (checked by ``speak.train.token_lm``), not the hourglass's.
     """
     file_map = read_config_file(path) if path is not None else {}
     where = f" (in {path})" if path is not None else ""
@@ -354,10 +367,11 @@ def load_config(
         if k.strip() == "preset":
             preset = v.strip()
     base = dataclasses.asdict(TrainConfig())
-    base = apply_mapping(base, preset_mapping(preset), " (in preset)")
-    base = apply_mapping(base, file_map, where)
-    base = apply_mapping(base, flags, " (in flags)")
-    base = apply_overrides(base, list(sets))
+    hg = validate_model
+    base = apply_mapping(base, preset_mapping(preset), " (in preset)", hourglass=hg)
+    base = apply_mapping(base, file_map, where, hourglass=hg)
+    base = apply_mapping(base, flags, " (in flags)", hourglass=hg)
+    base = apply_overrides(base, list(sets), hourglass=hg)
     cfg = TrainConfig(**base)
     validate(cfg, model=validate_model)
     return cfg
@@ -365,7 +379,7 @@ def load_config(
 
 def config_from_dict(data: dict[str, Any], *, validate_model: bool = True) -> TrainConfig:
     """Rebuild a config saved with :meth:`TrainConfig.to_dict` (checkpoint / run dir); unknown keys -> SpeakError."""
-    base = apply_mapping(dataclasses.asdict(TrainConfig()), data, " (in saved config)")
+    base = apply_mapping(dataclasses.asdict(TrainConfig()), data, " (in saved config)", hourglass=validate_model)
     cfg = TrainConfig(**base)
     validate(cfg, model=validate_model)
     return cfg
