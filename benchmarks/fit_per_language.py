@@ -4,7 +4,7 @@ For each corpus: train SentencePiece Unigram (vocab 8000) on its train split, fi
 report spike / non-spike accuracy, F1 and SF on the held-out valid split, for each Linear1 variant asked for.
 
     python benchmarks/fit_per_language.py --corpora ../shared/corpora --steps 600 [--variants tanh,no-tanh,ngram] \
-        [--set alpha=1.4 ...] [--json out.json]
+        [--set mem_alpha=1.4 ...] [--json out.json]
 
 Variants: `tanh` / `no-tanh` (the paper's per-character encoder with / without tanh), `ngram` (the hashed causal
 n-gram encoder with balanced L_mem, tanh) and `ngram-ahead` (the same reading n-grams up to 2 characters ahead);
@@ -27,8 +27,8 @@ from speak.train.mimic import MimicConfig, _lines, fit_tokenizer
 VARIANTS = {
     "tanh": {"tanh": True},
     "no-tanh": {"tanh": False},
-    "ngram": {"encoder": "char-ngram", "balanced": True, "tanh": True},
-    "ngram-ahead": {"encoder": "char-ngram", "balanced": True, "tanh": True, "ngram_lookahead": 2},
+    "ngram": {"encoder": "char-ngram", "mem_balanced": True, "tanh": True},
+    "ngram-ahead": {"encoder": "char-ngram", "mem_balanced": True, "tanh": True, "ngram_lookahead": 2},
 }
 
 

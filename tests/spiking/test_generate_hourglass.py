@@ -44,9 +44,9 @@ def test_generate_from_hourglass_run_greedy_and_empty_prompt(hourglass_run):
     res = _generate(hourglass_run, "--temperature", "0")
     assert res.exit_code == 0, res.output
     assert 1 <= len(res.output) <= 21  # 20 sampled ids (a <pad> id prints nothing) and the newline
-    from speak.train import trainer as T
+    from speak.train.runs import read_run_files
 
-    _, vocab = T.read_run_files(hourglass_run)
+    _, vocab = read_run_files(hourglass_run)
     assert set(res.output) <= set(vocab.chars) | {"\n", "\ufffd"}  # characters of the run's vocabulary only
 
 

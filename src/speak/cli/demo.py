@@ -59,6 +59,7 @@ def demo(
     from speak.experiments.compare import compare, parse_list
     from speak.experiments.runner import corpus_name, run_dir_for
     from speak.experiments.segment_run import load_run_model, segment_with_run
+    from speak.experiments.variants import SPEAK
     from speak.tokenizer import SpeakTokenizer
 
     console = Console()
@@ -73,9 +74,9 @@ def demo(
     result = compare([corpus], method_list, preset=preset, seeds=seeds, steps=steps, out=out)
     console.print(results_table(result["records"], seeds))
     console.print(f"full report: {out / 'report.md'} and {out / 'report.html'}")
-    if "speak" in method_list:
+    if SPEAK in method_list:
         console.rule("3. The SPEAK tokenizer trained with the language model (GTok)")
-        model, vocab = load_run_model(run_dir_for(out, "speak", corpus, 0))
+        model, vocab = load_run_model(run_dir_for(out, SPEAK, corpus, 0))
         for sentence, tokens in zip(SENTENCES, segment_with_run(model, vocab, SENTENCES)):
             console.print("|".join(tokens), markup=False)
 

@@ -50,13 +50,9 @@ def _generate_hourglass(run: Path, prompt: str, max_tokens: int, temperature: fl
     import torch
 
     from speak.lm.spiking.generate import generate
-    from speak.train import trainer as T
-    from speak.train.checkpoint import load_checkpoint, load_model_weights
+    from speak.train.runs import load_run_model
 
-    cfg, vocab = T.read_run_files(run)
-    ckpt = load_checkpoint(run / T.CHECKPOINT_DIR)
-    model = T.build_model(cfg, vocab)
-    load_model_weights(model, ckpt.model, where=f"checkpoint {ckpt.path}")
+    _, vocab, model, _ = load_run_model(run)
     start = prompt or ("\n" if "\n" in vocab else vocab.chars[0])
     ids = torch.tensor([[vocab.id_of(ch) for ch in start]], dtype=torch.long)  # [1, n]
     out = generate(model, ids, max_tokens, temperature, top_k, seed)  # [1, n + max_tokens]

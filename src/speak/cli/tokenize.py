@@ -302,9 +302,9 @@ def fit_tokenizer_cmd(
     from speak.train.mimic import MimicConfig, fit_tokenizer
 
     cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                      alpha=alpha, beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
+                      mem_alpha=alpha, mem_beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
                       reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
-                      ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, balanced=balanced)
+                      ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, mem_balanced=balanced)
     check_output_dir(out, force=force, what="tokenizer folder")
     text = load_corpus(corpus)
     with _step_progress(steps, quiet) as advance, naming_corpus(corpus):

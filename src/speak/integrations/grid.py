@@ -20,6 +20,8 @@ from speak.atomic import atomic_write_json, atomic_write_text, ensure_dir
 from speak.errors import SpeakError
 
 FACTORS = ("encoder", "tanh", "alpha", "beta", "char_dim", "balanced")
+# a factor's MimicConfig field where the names differ (Table 7 calls them alpha, beta; L_mem's balanced option)
+FIELDS = {"alpha": "mem_alpha", "beta": "mem_beta", "balanced": "mem_balanced"}
 ENCODER_NAMES = {"char-mlp": "1 layer", "char-mlp-2": "2 layers", "char-ngram": "hashed n-grams"}
 
 
@@ -68,12 +70,12 @@ def grid_search(text: str, factors: dict[str, Sequence[Any]], steps: int = 300, 
     exemplar = load_exemplar(base.exemplar, texts=train_lines)
     rows = []
     for i, overrides in enumerate(configs):
-        cfg = replace(base, **overrides)
+        cfg = replace(base, **{FIELDS.get(k, k): v for k, v in overrides.items()})
         t = time.perf_counter()
         _, m, _ = fit_tokenizer(text, cfg, exemplar=exemplar)
-        row = GridRow(cfg.encoder, cfg.tanh, cfg.alpha, cfg.beta, cfg.char_dim, 100 * m.spike_acc,
+        row = GridRow(cfg.encoder, cfg.tanh, cfg.mem_alpha, cfg.mem_beta, cfg.char_dim, 100 * m.spike_acc,
                       100 * m.nonspike_acc, 100 * (m.spike_acc + m.nonspike_acc), m.f1, m.sf, m.exemplar_sf,
-                      time.perf_counter() - t, cfg.balanced)
+                      time.perf_counter() - t, cfg.mem_balanced)
         rows.append(row)
         if progress is not None:
             progress(i, len(configs), row)

@@ -31,33 +31,37 @@ from speak.text.exemplar import Exemplar, load_exemplar
 from speak.text.segment import anchor_boundaries, shortening_factor
 from speak.text.vocab import PAD_ID, CharVocab
 from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
-from speak.train.entropy import NGramEntropy, reset_targets_from_entropy
-from speak.train.spiking_losses import membrane_loss, reset_loss
+from speak.lm.boundaries.speak import SpeakOptions
+from speak.lm.boundaries.speak_losses import membrane_loss, reset_loss, reset_targets_from_entropy
+from speak.train.entropy import NGramEntropy
 
 
 @dataclass
 class MimicConfig:
-    """Stage-1 settings; the defaults are the paper's final standalone configuration (App. C.2)."""
+    """Stage-1 settings; the defaults are the paper's final standalone configuration (App. C.2). A concept Stage 1
+    shares with GTok training has GTok's name (``SpeakOptions``: ``mem_*``, ``entropy_ratio``; ``TokenizerConfig``:
+    the net) and its default, written there once."""
 
     exemplar: str = "sentencepiece:8000"
     steps: int = 1500
     batch_size: int = 32
     seq_len: int = 256
     lr: float = 3e-3
-    alpha: float = 1.2
-    beta: float = 0.6
-    second_term: bool = True
-    balanced: bool = False  # L_mem's spiking / silent sums weighted equally (speak.train.spiking_losses)
-    encoder: str = "char-mlp"  # or char-mlp-2, char-ngram (TokenizerConfig)
-    char_dim: int = 128
-    ngram_order: int = 3  # char-ngram only
-    ngram_buckets: int = 16384  # char-ngram only
-    ngram_lookahead: int = 0  # char-ngram only: also n-grams ending up to k characters after t
-    tanh: bool = True
-    theta: float = 0.8
-    reset_mode: str = "entropy-aware"
+    mem_alpha: float = SpeakOptions.mem_alpha  # L_mem's alpha (Eq. 14), fixed in Stage 1
+    mem_beta: float = SpeakOptions.mem_beta  # L_mem's beta (Eq. 14), fixed in Stage 1
+    mem_second_term: bool = SpeakOptions.mem_second_term
+    # L_mem's spiking / silent sums weighted equally. Off in Stage 1 (its Table 7 numbers), on in GTok.
+    mem_balanced: bool = False
+    encoder: str = TokenizerConfig.encoder  # or char-mlp-2, char-ngram (TokenizerConfig)
+    char_dim: int = TokenizerConfig.char_dim
+    ngram_order: int = TokenizerConfig.ngram_order  # char-ngram only
+    ngram_buckets: int = TokenizerConfig.ngram_buckets  # char-ngram only
+    ngram_lookahead: int = TokenizerConfig.ngram_lookahead  # char-ngram only: n-grams ending up to k characters ahead
+    tanh: bool = TokenizerConfig.tanh
+    theta: float = TokenizerConfig.theta
+    reset_mode: str = TokenizerConfig.reset_mode
     anchor: str = "start"
-    entropy_ratio: float = 0.2
+    entropy_ratio: float = SpeakOptions.entropy_ratio
     reset_weight: float = 1.0
     min_char_count: int = 1
     seed: int = 0
@@ -161,9 +165,9 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
     for step in range(cfg.steps):
         ids_b, tgt_b, ent_b, valid_b = next(batches)  # [B, L] each
         out = net(ids_b)
-        l_mem = membrane_loss(out.u, out.current, tgt_b, alpha=cfg.alpha, beta=cfg.beta, u_th=tcfg.u_th,
+        l_mem = membrane_loss(out.u, out.current, tgt_b, alpha=cfg.mem_alpha, beta=cfg.mem_beta, u_th=tcfg.u_th,
                               u_reset=tcfg.u_reset, gamma=tcfg.gamma, delta=tcfg.delta, valid=valid_b,
-                              second_term=cfg.second_term, balanced=cfg.balanced)
+                              second_term=cfg.mem_second_term, balanced=cfg.mem_balanced)
         e_hat = reset_targets_from_entropy(ent_b, out.s, ratio=cfg.entropy_ratio, valid=valid_b)
         l_reset = reset_loss(out.mask_logits, e_hat, valid=valid_b)
         loss = l_mem + cfg.reset_weight * l_reset
