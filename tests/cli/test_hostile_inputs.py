@@ -254,7 +254,10 @@ def _interrupted(cmd: str, files, tmp_path: Path) -> None:
                                 stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         proc.stdin.write(CORPUS_TEXT.encode())
         proc.stdin.flush()
-        time.sleep(3)
+        deadline = time.monotonic() + 120  # wait until the writer is under way (its temp file exists), however slow
+        while not _temp_leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and b"Traceback" not in err, err
