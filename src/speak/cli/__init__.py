@@ -7,7 +7,6 @@ happen inside the commands so `speak --help` stays fast.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import typer
@@ -89,11 +88,8 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (see `run`). A reader that closes the pipe (`speak tokenize big | head -1`) ends the
-    command quietly, as it does `cat` (SIGPIPE, exit 141)."""
+    """Console entry point (see `run`); a warning is one 'speak: warning:' line."""
     import warnings
 
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     warnings.formatwarning = lambda message, *_, **__: "speak: warning: " + " ".join(str(message).split()) + "\n"
     sys.exit(run(argv))

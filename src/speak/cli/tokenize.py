@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import deque
 from contextlib import contextmanager
@@ -115,6 +116,9 @@ def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: i
 
 def _init_worker(model: Optional[str], fmt: str) -> None:
     global _worker_tokenizer, _worker_ids
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     _worker_tokenizer = _load(Path(model) if model else None, fast=True)
     _worker_ids = _id_table(Path(model) if model else None, fmt)
 
@@ -244,7 +248,12 @@ def tokenize(
             raise SpeakError(f"{file}: no non-empty line to plot")
         return
     if output is None:
-        tokenize_stream(file, sys.stdout, model, fmt, sep, workers, _progress_callback(file))
+        try:
+            tokenize_stream(file, sys.stdout, model, fmt, sep, workers, _progress_callback(file))
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader left (`speak tokenize big | head -1`): stop quietly, as `cat` does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         return
     from speak.atomic import atomic_write
 
