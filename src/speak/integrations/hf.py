@@ -406,8 +406,8 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             self._added_re = (key, re.compile("|".join(map(re.escape, contents))) if contents else None)
         return self._added_re[1]
 
-    def _fast_ok(self, text, text_pair, is_split: bool, kwargs) -> bool:
-        if not self.compiled or kwargs.get("return_overflowing_tokens"):
+    def _fast_ok(self, text, text_pair, is_split: bool, overflowing: bool) -> bool:
+        if not self.compiled or overflowing:
             return False
         if any(t.lstrip or t.rstrip or t.single_word for t in self._added_tokens_decoder.values()):
             return False
@@ -595,7 +595,7 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
                      return_overflowing_tokens: bool = False, return_special_tokens_mask: bool = False,
                      return_offsets_mapping: bool = False, return_length: bool = False, verbose: bool = True,
                      split_special_tokens: bool = False, **kwargs) -> BatchEncoding:
-        if self._fast_ok(text, text_pair, is_split_into_words, {"return_overflowing_tokens": return_overflowing_tokens}):
+        if self._fast_ok(text, text_pair, is_split_into_words, return_overflowing_tokens):
             return self._encode_compiled(
                 text, text_pair, add_special_tokens, padding_strategy, truncation_strategy, max_length,
                 is_split_into_words, pad_to_multiple_of, padding_side, return_tensors, return_token_type_ids,
@@ -695,7 +695,8 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
         if not path.is_dir() and (path.exists() or str(path).startswith((".", "/", "~"))):
             raise SpeakError(f"{path}: no such tokenizer folder")
         if path.is_dir():
-            missing = [f for f in ("tokenizer_config.json", *cls.vocab_files_names.values()) if not (path / f).is_file()]
+            names = ("tokenizer_config.json", *cls.vocab_files_names.values())
+            missing = [f for f in names if not (path / f).is_file()]
             if missing:
                 raise SpeakError(f"{path}: not a saved SpeakHFTokenizer (missing {', '.join(missing)})")
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
