@@ -152,7 +152,7 @@ def _metrics_detail(out_dir: Path):
 
 
 def _bench_detail(stdout: str) -> str:
-    rows = json.loads(stdout)
+    rows = json.loads(stdout[stdout.index("["):])  # anything a library printed before the JSON is skipped
     return "; ".join(f"{r['name']}: fwd {r['forward_ms']:.3g} ms, fwd+bwd {r['forward_backward_ms']:.3g} ms"
                      for r in rows if r["name"] in ("compiled (numba)", "gpu (triton)"))
 

@@ -122,10 +122,6 @@ class MultiStepLIF(nn.Module):
         self.detach_reset = detach_reset
         self.backend = backend
 
-    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        """Membrane at rest, shaped like one step of ``x`` ([B, C])."""
-        return torch.full_like(x, self.v_reset)
-
     def step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One position: x [B, C], v [B, C] -> (s [B, C] in {0, 1}, v_next [B, C])."""
         h = v + (x - (v - self.v_reset)) / self.tau  # [B, C] charge (decay_input=True)
@@ -146,17 +142,17 @@ class MultiStepLIF(nn.Module):
         consts = (float(self.tau), float(self.v_threshold), float(self.v_reset), float(self.surrogate_alpha),
                   bool(self.detach_reset))
         if self.backend == "auto" and x.shape[1] > 0:
-            kernels = _gpu_kernels() if x.is_cuda else _cpu_kernels()
-            if kernels is not None and x.device.type in ("cpu", "cuda"):
-                fn = kernels.LIFScanGPU if x.is_cuda else kernels.LIFScanCPU
-                return fn.apply(x, v, *consts)
-        return self.reference(x, v)
+            if x.device.type == "cpu" and (kernels := _cpu_kernels()) is not None:
+                return kernels.LIFScanCPU.apply(x, v, *consts)
+            if x.is_cuda and (kernels := _gpu_kernels()) is not None:
+                return kernels.LIFScanGPU.apply(x, v, *consts)
+        return self.reference(x, v)  # other devices, CUDA without Triton, numba missing
 
     def forward(
         self, x: torch.Tensor, v0: torch.Tensor | None = None, return_state: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         # x: [B, T, C]
-        v = torch.full_like(x[:, 0] if x.shape[1] else x.sum(1), self.v_reset) if v0 is None else v0  # [B, C]
+        v = x.new_full((x.shape[0], x.shape[2]), self.v_reset) if v0 is None else v0  # [B, C] at rest
         s_all, v = self._scan(x, v)  # [B, T, C], [B, C]
         return (s_all, v) if return_state else s_all
 
