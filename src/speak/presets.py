@@ -31,8 +31,7 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
 
 HOURGLASS_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(d_model=512, n_heads=8, d_ff=2048, layers=(2, 8, 2), dropout=0.1, max_len=2048),
-    # CPU presets run no dropout: their short runs are underfit, and attention dropout forces SDPA's math path,
-    # which cost a third of a cpu-small step (measured with torch.profiler).
+    # CPU presets run no dropout: their short runs are underfit, and attention dropout forces SDPA's slower math path
     "cpu-small": dict(d_model=128, n_heads=4, d_ff=512, layers=(1, 2, 1), dropout=0.0, max_len=2048),
     "cpu-tiny": dict(d_model=32, n_heads=2, d_ff=64, layers=(1, 1, 1), dropout=0.0, max_len=512),
 }

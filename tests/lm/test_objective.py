@@ -338,3 +338,19 @@ def test_speak_encoder_bce_on_both_targets_sums_one_bce_per_head_output():
     assert float(losses["encoder_bce"].detach()) == pytest.approx(float(expected.detach()))
     model.eval()
     assert model(inputs).boundary.head_logits is None
+
+
+def test_encoder_bce_is_open_to_every_learned_source():
+    """The encoder-BCE head is a LearnedSource option: on DTP-Unigram it learns the exemplar targets its predictor
+    trains on; a source without boundary targets can only use the entropy targets."""
+    batch = next(_batches())
+    inputs = batch.chars[:, :-1]
+    model = tiny_model("dtp-unigram", encoder_bce=0.5).train()
+    out = model(inputs)
+    losses = model.boundary_source.aux_losses(out.boundary, out.logits, batch.boundary_targets, inputs != 0)
+    assert set(losses) == {"boundary_bce", "encoder_bce"}
+    expected = 0.5 * boundary_bce(out.boundary.head_logits, batch.boundary_targets, (inputs != 0).float())
+    assert float(losses["encoder_bce"].detach()) == pytest.approx(float(expected.detach()))
+    assert tiny_model("dtp-entropy", encoder_bce=1.0, encoder_bce_targets="entropy") is not None
+    with pytest.raises(SpeakError, match="no boundary targets"):
+        tiny_model("dtp-entropy", encoder_bce=1.0)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from speak.errors import SpeakError
-from speak.lm.boundaries.base import BoundaryOutput, BoundarySource, SourceOptions
+from speak.lm.boundaries.base import BoundaryOutput, BoundarySource, SourceOptions, Targets
 from speak.lm.boundaries.losses import boundary_bce, entropy_spike_targets, predictive_entropy
 
 __all__ = [
@@ -119,7 +119,7 @@ class LearnedSource(BoundarySource):
         """The encoder-BCE head (None when ``encoder_bce`` is 0). Built last: parameter order = initialisation order."""
         o = self.opts
         self.encoder_head = BoundaryPredictor(d_model, outputs=len(o.encoder_bce_kinds)) if o.encoder_bce > 0 else None
-        if self.encoder_head is not None and "proxy" in o.encoder_bce_kinds and self.needs.value == "none":
+        if self.encoder_head is not None and "proxy" in o.encoder_bce_kinds and self.needs is Targets.NONE:
             raise SpeakError(f"boundary source {self.name!r} has no boundary targets for encoder_bce_targets "
                              f"{o.encoder_bce_targets!r}; use 'entropy'")
 
