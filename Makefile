@@ -10,7 +10,7 @@ TRITON_SPEC ?= triton==3.9.0
 STAMP := $(VENV)/.speak-installed
 export NUMBA_THREADING_LAYER ?= workqueue
 
-.PHONY: demo test test-fast test-triton gpu-check bench bench-models clean default-tokenizer
+.PHONY: demo test test-slow test-triton gpu-check bench bench-models clean default-tokenizer
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,12 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/speak demo
 
+# The fast suite (a few minutes on 2 cores); the slower end-to-end checks are `make test-slow`; CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
-
-test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 # Every Triton kernel against its reference under Triton's interpreter (CPU tensors; on CUDA if there is one).
 test-triton: $(STAMP)
