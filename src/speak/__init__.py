@@ -12,7 +12,12 @@ The top-level API is small and lazy (``import speak`` loads neither torch nor nu
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
+
+# The compiled kernels' parallel loops must not fight torch's OpenMP pool: numba's workqueue layer (a user may
+# choose another by setting the variable first).
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 __version__ = "0.1.0"
 __all__ = ["SpeakError", "SpeakTokenizer", "__version__", "load_corpus", "load_tokenizer"]
