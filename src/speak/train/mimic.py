@@ -63,6 +63,13 @@ class MimicConfig:
     seed: int = 0
 
 
+# The standalone tokenizer (`speak fit-tokenizer`'s default; not the paper's per-character encoder): hashed n-grams
+# of orders 1-3 read up to 2 characters ahead, folded into per-key scalars for inference, no tanh (the compiled
+# scan's costliest step) (docs/decisions.md).
+STANDALONE = {"encoder": "char-ngram", "char_dim": 16, "ngram_order": 3, "ngram_buckets": 16384,
+              "ngram_lookahead": 2, "balanced": True, "tanh": False, "steps": 400}
+
+
 @dataclass
 class MimicMetrics:
     """Agreement with the exemplar on held-out lines (each line's forced final boundary excluded)."""
@@ -132,10 +139,26 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
     Returns the tokenizer, its metrics on the valid split, and the exemplar used. `progress(step, stats)` is
     called after every step (for progress bars).
     """
-    torch.manual_seed(cfg.seed)
     splits = split_corpus(text)
     train_lines, _ = _lines(splits.train)
     valid_lines, _ = _lines(splits.valid)
+    tokenizer, metrics, exemplar = fit_tokenizer_lines(train_lines, valid_lines, cfg, exemplar=exemplar,
+                                                       progress=progress)
+    tokenizer.meta["train_chars"] = len(splits.train)
+    return tokenizer, metrics, exemplar
+
+
+def corpus_lines(text: str) -> tuple[list[str], list[str]]:
+    """(train lines, valid lines) of a corpus: the non-trivial lines of its 90/5/5 train and valid splits."""
+    splits = split_corpus(text)
+    return _lines(splits.train)[0], _lines(splits.valid)[0]
+
+
+def fit_tokenizer_lines(train_lines: list[str], valid_lines: list[str], cfg: MimicConfig, *,
+                        exemplar: Exemplar | None = None, progress: Callable[[int, dict], None] | None = None
+                        ) -> tuple[SpeakTokenizer, MimicMetrics, Exemplar]:
+    """:func:`fit_tokenizer` on given train and valid lines (e.g. several corpora's train splits together)."""
+    torch.manual_seed(cfg.seed)
     if cfg.anchor not in ("start", "end"):
         raise SpeakError(f"unknown anchor {cfg.anchor!r}; valid: start, end")
     if len(train_lines) < 2 or not valid_lines:
@@ -181,7 +204,7 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
 
     tokenizer = SpeakTokenizer(net.eval(), vocab, meta={
         "trained_by": "speak fit-tokenizer (Stage-1 mimic, App. C.2)",
-        "exemplar": cfg.exemplar, "mimic_config": asdict(cfg), "train_chars": len(splits.train),
+        "exemplar": cfg.exemplar, "mimic_config": asdict(cfg), "train_chars": sum(map(len, train_lines)),
         "created": time.strftime("%Y-%m-%d"),
     })
     metrics = evaluate_mimic(tokenizer, exemplar, valid_lines, cfg.anchor)
