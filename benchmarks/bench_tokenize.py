@@ -18,7 +18,8 @@ engine produces token ids for every line:
 - tiktoken (if installed): the byte-level BPE above converted to tiktoken ranks (tiktoken's own encodings need a
   download), `encode_ordinary_batch(lines, num_threads=1)`.
 
-`--models DIR` reads DIR/<corpus>-standalone for each corpus (benchmarks/fit_per_language.py --save DIR);
+`--models DIR` reads DIR/<corpus>-standalone for each corpus (benchmarks/fit_per_language.py --save DIR; with
+`--fit`, missing ones are fitted here first, against the SentencePiece model trained for the benchmark);
 `--model DIR` uses one tokenizer for every corpus (e.g. the multilingual default). Accuracy: spike / non-spike
 accuracy against the SentencePiece model trained here, on the corpus's valid split.
 """
@@ -129,14 +130,20 @@ def enumerate_bytes() -> list[tuple[int, str]]:
     return pairs
 
 
-def bench_corpus(spec: str, model_dir: Path, vocab: int, passes: int) -> dict:
-    from speak.train.mimic import boundary_metrics
+def bench_corpus(spec: str, model_dir: Path, vocab: int, passes: int, fit: bool = False) -> dict:
     from speak.text.segment import anchor_boundaries
+    from speak.train.mimic import STANDALONE, MimicConfig, boundary_metrics, fit_tokenizer_lines
 
     text = load_corpus(spec)
     train, valid = corpus_lines(text)
     lines = [line for line in text.split("\n") if line]
     n_bytes = sum(len(line.encode("utf-8")) for line in lines)
+    eng = engines(train, vocab)
+    sp = eng.pop("_sp")
+    if fit and not model_dir.exists():  # the standalone default, mimicking the SentencePiece model above
+        tok, _, _ = fit_tokenizer_lines(train, valid, MimicConfig(**STANDALONE), exemplar=sp)
+        tok.meta["corpus"] = Path(spec).name.split(".")[0]
+        tok.save_pretrained(model_dir)
     fast = FastSpeakTokenizer.from_pretrained(model_dir)
     table, strings = speak_id_table(fast, train, vocab)
     check = valid[:300]
@@ -144,8 +151,6 @@ def bench_corpus(spec: str, model_dir: Path, vocab: int, passes: int) -> dict:
     ref = reference_ids(model_dir, check, strings)
     got = np.split(ids, np.cumsum(counts)[:-1])
     mismatched = sum(list(g) != r for g, r in zip(got, ref))
-    eng = engines(train, vocab)
-    sp = eng.pop("_sp")
     pred = fast.spikes_many(valid)
     gold = [anchor_boundaries(sp.segment_spikes(line), "start") for line in valid]
     m = boundary_metrics(pred, gold)
@@ -182,6 +187,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--fit", action="store_true", help="with --models: fit the missing tokenizers first")
     args = ap.parse_args()
     if (args.models is None) == (args.model is None):
         ap.error("give --models DIR or --model DIR")
@@ -194,7 +200,7 @@ def main() -> None:
     for spec in specs:
         name = Path(spec).name.split(".")[0]
         model = args.model or args.models / f"{name}-{args.variant}"
-        r = bench_corpus(spec, model, args.vocab, args.passes)
+        r = bench_corpus(spec, model, args.vocab, args.passes, fit=args.fit and args.model is None)
         rows.append(r)
         if not args.markdown:
             print(json.dumps(r), flush=True)

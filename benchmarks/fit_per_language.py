@@ -32,6 +32,8 @@ VARIANTS = {
     "ngram": {"encoder": "char-ngram", "balanced": True, "tanh": True, "ngram_lookahead": 0},
     "standalone": STANDALONE,
 }
+LICENCE = ("derived from the shared corpora: en-bible public domain, de/fi/vi-help MPL-2.0, he-bible "
+           "GPL-3.0-or-later; distributed under GPL-3.0-or-later (src/speak/data/README.md)")
 HEADER = f"{'corpus':16s} {'variant':11s} {'spike':>6s} {'non':>6s} {'F1':>6s} {'SF':>5s} {'SF ex':>5s} {'s':>4s}"
 
 
@@ -77,7 +79,9 @@ def main() -> None:
                 m = evaluate_mimic(tok, exemplar, valid, cfg.anchor)
                 per[name] = asdict(m)
                 rows.append(_row(name, variant, m, time.time() - t0))
-            tok.meta.update(corpus="+".join(corpora), valid_metrics_per_corpus=per)
+            tok.meta.update(corpus="+".join(corpora), valid_metrics_per_corpus=per, description=(
+                f"multilingual SPEAK tokenizer ({variant}): mimics one SentencePiece Unigram {args.vocab} trained on "
+                f"the train splits of {', '.join(corpora)} together"), licence=LICENCE)
             if args.save:
                 tok.save_pretrained(args.save / f"multilingual-{variant}")
     else:

@@ -178,7 +178,7 @@ _KERNELS: dict = {}
 def _make_kernel(order: int, lookahead: int):
     K1 = lookahead + 1
 
-    @njit(nogil=True)
+    @njit(cache=True, nogil=True)
     def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, use_tanh, hard_mode, theta, u_th, u_reset,
                gamma, delta, tk_slots, tk_char, tk_unk, ist, fst, th_state, tok_buf, out_ids, out_ends, counts, spikes):
         """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
