@@ -57,7 +57,7 @@ def test_ngram_keys_see_only_the_past_and_the_lookahead():
 def _ngram_tokenizer(mode: str = "entropy-aware", tanh: bool = True, lookahead: int = 0) -> SpeakTokenizer:
     torch.manual_seed(0)
     vocab = CharVocab.build([TEXT])
-    cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=4, ngram_buckets=128,
+    cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=3, ngram_buckets=128,
                           ngram_lookahead=lookahead, tanh=tanh, reset_mode=mode)
     net = SpeakTokenizerNet(cfg)
     with torch.no_grad():  # centre the currents so the random network fires every few characters

@@ -268,8 +268,12 @@ def _make_kernel(order: int, lookahead: int):
                             out_ids[k_out] = i_tok
                             out_ends[k_out] = tok_start + tok_len
                             k_out += 1
-                        else:
-                            k_out = _fallback(tok_buf, tok_len, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk)
+                        else:  # one id per character (_fallback's loop, written out for the same reason)
+                            for j in range(tok_len):
+                                c_j = tok_buf[j]
+                                out_ids[k_out] = tk_char[c_j] if c_j < tk_char.shape[0] else tk_unk
+                                out_ends[k_out] = tok_start + j + 1
+                                k_out += 1
                         tok_start += tok_len
                         tok_len = 0
                         overflow = 0
