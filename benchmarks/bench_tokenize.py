@@ -1,37 +1,214 @@
-"""Tokenizer throughput, one run on the same text: SPEAK (fast path) vs SentencePiece vs HF BPE (vocab 8000).
+"""Tokenizer benchmark: mimic accuracy and single-thread throughput to ids, SPEAK against SentencePiece, HF
+`tokenizers` (Unigram and BPE) and tiktoken, per corpus, all trained on the same train split.
 
-    .venv/bin/python benchmarks/bench_tokenize.py [CORPUS ...] [--json]
+    python benchmarks/bench_tokenize.py [--corpora ../shared/corpora] (--models DIR | --model DIR)
+        [--passes 5] [--vocab 8000] [--markdown] [--json out.json]
 
-Default corpora: every *.txt.xz in ../shared/corpora (or $SPEAK_SHARED_CORPORA) when present, else the embedded corpus.
+Protocol: one thread (RAYON_NUM_THREADS=1 and TOKENIZERS_PARALLELISM=false for HF tokenizers and tiktoken,
+SentencePiece's num_threads=1, numba's scan is serial), model loading and training excluded, one warm-up pass,
+then the median of `passes` timed passes over every non-empty line of the corpus (UTF-8 MB/s of input). Every
+engine produces token ids for every line:
+
+- SPEAK: the fused compiled scan (code points -> n-gram table sums -> LIF -> ids; FastSpeakTokenizer.encode_ids)
+  with a token-id table of the 8000 most frequent SPEAK tokens of the train split plus a per-character fallback
+  (speak.tokenizer.token_ids). Before timing, its ids on the valid lines are checked against the reference network
+  (the torch forward, tokens looked up in Python).
+- SentencePiece Unigram (the exemplar SPEAK mimics): `encode(lines, out_type=int, num_threads=1)`.
+- HF tokenizers Unigram (Metaspace) and byte-level BPE: `encode_batch(lines, add_special_tokens=False)`.
+- tiktoken (if installed): the byte-level BPE above converted to tiktoken ranks (tiktoken's own encodings need a
+  download), `encode_ordinary` per line (its batch call goes through a thread pool even with one thread).
+
+`--models DIR` reads DIR/<corpus>-standalone for each corpus (benchmarks/fit_per_language.py --save DIR; with
+`--fit`, missing ones are fitted here first, against the SentencePiece model trained for the benchmark);
+`--model DIR` uses one tokenizer for every corpus (e.g. the multilingual default). Accuracy: spike / non-spike
+accuracy against the SentencePiece model trained here, on the corpus's valid split.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+import os
 
-from speak.integrations.bench import SHARED_CORPORA, default_corpus, run_tokenize_benchmark
+os.environ["RAYON_NUM_THREADS"] = "1"  # before tokenizers / tiktoken load their thread pools
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from speak.text.corpora import load_corpus  # noqa: E402
+from speak.text.segment import segment  # noqa: E402
+from speak.tokenizer.fast import FastSpeakTokenizer  # noqa: E402
+from speak.tokenizer.token_ids import TokenIdTable  # noqa: E402
+from speak.train.mimic import corpus_lines  # noqa: E402
 
 
-def main(argv: list[str]) -> int:
-    as_json = "--json" in argv
-    paths = [Path(a) for a in argv if a != "--json"]
-    if not paths:
-        paths = sorted(SHARED_CORPORA.glob("*.txt.xz")) or [default_corpus()]
-    results = []
-    for p in paths:
-        s = run_tokenize_benchmark(p).summary()
-        results.append(s)
-        if not as_json:
-            print(f"{p.name:20s} {s['mb']:6.2f} MB  SPEAK {s['speak_mb_s']:6.1f} MB/s  SentencePiece "
-                  f"{s['sentencepiece_mb_s']:5.1f} MB/s  HF BPE {s['hf_bpe_mb_s']:5.1f} MB/s  "
-                  f"SPEAK/SP {s['speak_vs_sentencepiece']:.2f}x  SPEAK/BPE {s['speak_vs_hf_bpe']:.2f}x  "
-                  f"peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
-    if as_json:
-        print(json.dumps(results, indent=2))
-    return 0
+def median_mb_s(fn, n_bytes: int, passes: int) -> float:
+    fn()  # warm: compilation, caches
+    times = []
+    for _ in range(passes):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return n_bytes / statistics.median(times) / 1e6
+
+
+def speak_id_table(fast: FastSpeakTokenizer, train: list[str], size: int) -> tuple[TokenIdTable, list[str]]:
+    tokens = [tok for toks in fast.tokenize_batch(train) for tok in toks]
+    return TokenIdTable.from_tokens(tokens, size)
+
+
+def reference_ids(model_dir: Path, lines: list[str], strings: list[str]) -> list[list[int]]:
+    """The slow twin: spikes from the torch network, tokens looked up in a Python dict, unknown tokens as
+    per-character ids."""
+    import torch
+
+    from speak.tokenizer import SpeakTokenizer
+
+    tok = SpeakTokenizer.from_pretrained(model_dir)
+    index = {s: i for i, s in enumerate(strings) if s != "<unk>"}
+    unk = strings.index("<unk>")
+    out = []
+    for line in lines:
+        with torch.no_grad():
+            s = tok.trace(line).s[0].numpy() > 0.5
+        ids = []
+        for piece in segment(line, s):
+            if piece in index:
+                ids.append(index[piece])
+            else:
+                ids.extend(index.get(ch, unk) for ch in piece)
+        out.append(ids)
+    return out
+
+
+def engines(train: list[str], vocab: int) -> dict:
+    """name -> encode(lines) producing ids, each trained on `train`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from speak.text.exemplar import HFTokenizersExemplar, SentencePieceExemplar
+
+    sp = SentencePieceExemplar.train(train, vocab)
+    proc = sp.processor
+    out = {"SentencePiece": (lambda lines: proc.encode(lines, out_type=int, num_threads=1)), "_sp": sp}
+    uni = Tokenizer(models.Unigram())
+    uni.pre_tokenizer = pre_tokenizers.Metaspace()
+    uni.decoder = decoders.Metaspace()
+    uni.train_from_iterator(train, trainers.UnigramTrainer(vocab_size=vocab, unk_token="<unk>",
+                                                          special_tokens=["<unk>"], show_progress=False))
+    out["HF Unigram"] = lambda lines: [e.ids for e in uni.encode_batch(lines, add_special_tokens=False)]
+    bpe = HFTokenizersExemplar.train_bpe(train, vocab).tokenizer
+    out["HF BPE"] = lambda lines: [e.ids for e in bpe.encode_batch(lines, add_special_tokens=False)]
+    try:
+        import tiktoken
+    except ImportError:
+        return out
+    byte_of = {ch: b for b, ch in enumerate_bytes()}
+    ranks = {bytes(byte_of[c] for c in tok): i for tok, i in bpe.get_vocab().items()}
+    enc = tiktoken.Encoding("speak-bench-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    out["tiktoken"] = lambda lines: [enc.encode_ordinary(line) for line in lines]  # its batch call adds a pool
+    return out
+
+
+# GPT-2's pre-tokenisation pattern (what HF's ByteLevel pre-tokenizer splits on) and its byte <-> character map
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def enumerate_bytes() -> list[tuple[int, str]]:
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    extra = 0
+    pairs = []
+    for b in range(256):
+        if b in keep:
+            pairs.append((b, chr(b)))
+        else:
+            pairs.append((b, chr(256 + extra)))
+            extra += 1
+    return pairs
+
+
+def bench_corpus(spec: str, model_dir: Path, vocab: int, passes: int, fit: bool = False) -> dict:
+    from speak.text.segment import anchor_boundaries
+    from speak.train.mimic import STANDALONE, MimicConfig, boundary_metrics, fit_tokenizer_lines
+
+    text = load_corpus(spec)
+    train, valid = corpus_lines(text)
+    lines = [line for line in text.split("\n") if line]
+    n_bytes = sum(len(line.encode("utf-8")) for line in lines)
+    eng = engines(train, vocab)
+    sp = eng.pop("_sp")
+    if fit and not model_dir.exists():  # the standalone default, mimicking the SentencePiece model above
+        tok, _, _ = fit_tokenizer_lines(train, valid, MimicConfig(**STANDALONE), exemplar=sp)
+        tok.meta["corpus"] = Path(spec).name.split(".")[0]
+        tok.save_pretrained(model_dir)
+    fast = FastSpeakTokenizer.from_pretrained(model_dir)
+    table, strings = speak_id_table(fast, train, vocab)
+    check = valid[:300]
+    ids, _, counts = fast.encode_ids(check, table)
+    ref = reference_ids(model_dir, check, strings)
+    got = np.split(ids, np.cumsum(counts)[:-1])
+    mismatched = sum(list(g) != r for g, r in zip(got, ref))
+    pred = fast.spikes_many(valid)
+    gold = [anchor_boundaries(sp.segment_spikes(line), "start") for line in valid]
+    m = boundary_metrics(pred, gold)
+    speeds = {"SPEAK": median_mb_s(lambda: fast.encode_ids(lines, table), n_bytes, passes)}
+    for name, fn in eng.items():
+        speeds[name] = median_mb_s(lambda fn=fn: fn(lines), n_bytes, passes)
+    n_ids = int(fast.encode_ids(lines, table)[0].shape[0])
+    return {"corpus": Path(spec).name.split(".")[0], "mb": n_bytes / 1e6, "spike_acc": m.spike_acc,
+            "nonspike_acc": m.nonspike_acc, "sf": m.sf, "exemplar_sf": m.exemplar_sf, "mb_s": speeds,
+            "speak_vs_sentencepiece": speeds["SPEAK"] / speeds["SentencePiece"],
+            "speak_chars_per_id": sum(map(len, lines)) / max(n_ids, 1),
+            "parity_lines": len(check), "parity_mismatches": mismatched,
+            "tables_mb": sum(f.stat().st_size for f in model_dir.glob("*tables*")) / 1e6}
+
+
+def markdown(rows: list[dict]) -> str:
+    names = list(rows[0]["mb_s"])
+    head = ("| corpus | MB | spike acc | non-spike acc | " + " | ".join(f"{n} MB/s" for n in names)
+            + " | SPEAK / SP | parity |\n|" + "---|" * (len(names) + 6))
+    body = [f"| {r['corpus']} | {r['mb']:.1f} | {r['spike_acc']:.3f} | {r['nonspike_acc']:.3f} | "
+            + " | ".join(f"{r['mb_s'][n]:.1f}" for n in names)
+            + f" | {r['speak_vs_sentencepiece']:.2f}x | {r['parity_lines'] - r['parity_mismatches']}/"
+              f"{r['parity_lines']} |" for r in rows]
+    return "\n".join([head, *body])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpora", default="../shared/corpora")
+    ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--variant", default="standalone")
+    ap.add_argument("--vocab", type=int, default=8000)
+    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--fit", action="store_true", help="with --models: fit the missing tokenizers first")
+    args = ap.parse_args()
+    if (args.models is None) == (args.model is None):
+        ap.error("give --models DIR or --model DIR")
+    import torch
+
+    torch.set_num_threads(1)
+    folder = Path(args.corpora)
+    specs = sorted(str(p) for p in folder.glob("*.txt.xz")) if folder.is_dir() else args.corpora.split(",")
+    rows = []
+    for spec in specs:
+        name = Path(spec).name.split(".")[0]
+        model = args.model or args.models / f"{name}-{args.variant}"
+        r = bench_corpus(spec, model, args.vocab, args.passes, fit=args.fit and args.model is None)
+        rows.append(r)
+        if not args.markdown:
+            print(json.dumps(r), flush=True)
+    if args.markdown:
+        print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

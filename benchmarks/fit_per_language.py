@@ -1,14 +1,17 @@
 """Stage-1 mimic accuracy per language (issue: standalone tokenizer; paper Table 7 metrics).
 
 For each corpus: train SentencePiece Unigram (vocab 8000) on its train split, fit a SPEAK tokenizer to mimic it,
-report spike / non-spike accuracy, F1 and SF on the held-out valid split, for each Linear1 variant asked for.
+report spike / non-spike accuracy, F1 and SF on the held-out valid split, for each variant asked for. With
+`--multilingual`, one tokenizer is fitted on the train splits of all the corpora together (the exemplar trained on
+them together too) and scored on each corpus's valid split.
 
-    python benchmarks/fit_per_language.py --corpora ../shared/corpora --steps 600 [--variants tanh,no-tanh,ngram] \
-        [--set mem_alpha=1.4 ...] [--json out.json]
+    python benchmarks/fit_per_language.py --corpora ../shared/corpora --steps 600 [--variants standalone,tanh] \
+        [--set mem_alpha=1.4 ...] [--json out.json] [--save DIR] [--multilingual]
 
 Variants: `tanh` / `no-tanh` (the paper's per-character encoder with / without tanh), `ngram` (the hashed causal
-n-gram encoder with balanced L_mem, tanh) and `ngram-ahead` (the same reading n-grams up to 2 characters ahead);
-`--set` overrides MimicConfig fields for every variant.
+n-gram encoder with balanced L_mem, tanh) and `standalone` (the `speak fit-tokenizer` default: hashed n-grams of
+orders 1-4 up to 2 characters ahead); `--set` overrides MimicConfig fields for every variant. `--save DIR` writes
+each tokenizer to DIR/<corpus>-<variant> (DIR/multilingual-<variant> with `--multilingual`).
 """
 
 from __future__ import annotations
@@ -19,26 +22,36 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from speak.text.corpora import load_corpus, split_corpus
+from speak.text.corpora import load_corpus
 from speak.text.exemplar import load_exemplar
-from speak.train.mimic import MimicConfig, _lines, fit_tokenizer
-
+from speak.train.mimic import STANDALONE, MimicConfig, corpus_lines, evaluate_mimic, fit_tokenizer_lines
 
 VARIANTS = {
     "tanh": {"tanh": True},
     "no-tanh": {"tanh": False},
-    "ngram": {"encoder": "char-ngram", "mem_balanced": True, "tanh": True},
-    "ngram-ahead": {"encoder": "char-ngram", "mem_balanced": True, "tanh": True, "ngram_lookahead": 2},
+    "ngram": {"encoder": "char-ngram", "mem_balanced": True, "tanh": True, "ngram_lookahead": 0},
+    "standalone": STANDALONE,
 }
+LICENCE = ("derived from the shared corpora: en-bible public domain, de/fi/vi-help MPL-2.0, he-bible "
+           "GPL-3.0-or-later; distributed under GPL-3.0-or-later (src/speak/data/README.md)")
+HEADER = f"{'corpus':16s} {'variant':11s} {'spike':>6s} {'non':>6s} {'F1':>6s} {'SF':>5s} {'SF ex':>5s} {'s':>4s}"
+
+
+def _row(name, variant, m, seconds) -> dict:
+    print(f"{name:16s} {variant:11s} {m.spike_acc:6.3f} {m.nonspike_acc:6.3f} {m.f1:6.3f} {m.sf:5.2f} "
+          f"{m.exemplar_sf:5.2f} {seconds:4.0f}", flush=True)
+    return {"corpus": name, "variant": variant, **asdict(m), "seconds": seconds}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpora", default="../shared/corpora", help="a folder of *.txt.xz files, or a comma list of specs")
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--variants", default="tanh,no-tanh")
+    ap.add_argument("--steps", type=int, default=None, help="default: the variant's (MimicConfig's) steps")
+    ap.add_argument("--variants", default="standalone")
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--save", type=Path, default=None)
+    ap.add_argument("--multilingual", action="store_true")
     ap.add_argument("--set", action="append", default=[], help="MimicConfig field=value for every variant")
     args = ap.parse_args()
     overrides = {}
@@ -46,22 +59,42 @@ def main() -> None:
         key, _, value = item.partition("=")
         kind = type(getattr(MimicConfig, key))
         overrides[key] = value.lower() in ("true", "1", "yes") if kind is bool else kind(value)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
     folder = Path(args.corpora)
     specs = sorted(str(p) for p in folder.glob("*.txt.xz")) if folder.is_dir() else args.corpora.split(",")
+    corpora = {Path(spec).name.split(".")[0]: corpus_lines(load_corpus(spec)) for spec in specs}
     rows = []
-    print(f"{'corpus':16s} {'variant':11s} {'spike':>6s} {'non':>6s} {'F1':>6s} {'SF':>5s} {'SF ex':>5s} {'s':>4s}")
-    for spec in specs:
-        text = load_corpus(spec)
-        train_lines, _ = _lines(split_corpus(text).train)
-        exemplar = load_exemplar(f"sentencepiece:{args.vocab}", texts=train_lines)
+    print(HEADER)
+    if args.multilingual:
+        train = [line for tr, _ in corpora.values() for line in tr]
+        exemplar = load_exemplar(f"sentencepiece:{args.vocab}", texts=train)
         for variant in args.variants.split(","):
-            cfg = replace(MimicConfig(steps=args.steps, **overrides), **VARIANTS[variant])
+            cfg = replace(MimicConfig(), **{**VARIANTS[variant], **overrides})
             t0 = time.time()
-            _, m, _ = fit_tokenizer(text, cfg, exemplar=exemplar)
-            name = Path(spec).name.split(".")[0]
-            rows.append({"corpus": name, "variant": variant, **asdict(m), "seconds": time.time() - t0})
-            print(f"{name:16s} {variant:11s} {m.spike_acc:6.3f} {m.nonspike_acc:6.3f} {m.f1:6.3f} {m.sf:5.2f} "
-                  f"{m.exemplar_sf:5.2f} {time.time() - t0:4.0f}", flush=True)
+            tok, _, _ = fit_tokenizer_lines(train, [v for _, va in corpora.values() for v in va], cfg,
+                                            exemplar=exemplar)
+            per = {}
+            for name, (_, valid) in corpora.items():
+                m = evaluate_mimic(tok, exemplar, valid, cfg.anchor)
+                per[name] = asdict(m)
+                rows.append(_row(name, variant, m, time.time() - t0))
+            tok.meta.update(corpus="+".join(corpora), valid_metrics_per_corpus=per, description=(
+                f"multilingual SPEAK tokenizer ({variant}): mimics one SentencePiece Unigram {args.vocab} trained on "
+                f"the train splits of {', '.join(corpora)} together"), licence=LICENCE)
+            if args.save:
+                tok.save_pretrained(args.save / f"multilingual-{variant}")
+    else:
+        for name, (train, valid) in corpora.items():
+            exemplar = load_exemplar(f"sentencepiece:{args.vocab}", texts=train)
+            for variant in args.variants.split(","):
+                cfg = replace(MimicConfig(), **{**VARIANTS[variant], **overrides})
+                t0 = time.time()
+                tok, m, _ = fit_tokenizer_lines(train, valid, cfg, exemplar=exemplar)
+                rows.append(_row(name, variant, m, time.time() - t0))
+                if args.save:
+                    tok.meta["corpus"] = name
+                    tok.save_pretrained(args.save / f"{name}-{variant}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

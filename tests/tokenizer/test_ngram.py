@@ -7,51 +7,61 @@ import torch
 from speak.errors import SpeakError
 from speak.text.vocab import CharVocab
 from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
-from speak.tokenizer.encoders import NGRAM_MASK, NGRAM_PRIME, ngram_keys
+from speak.tokenizer.encoders import NGRAM_MASK, NGRAM_PRIME, NGRAM_SEED, HashedNGramEncoder, ngram_keys
 from speak.tokenizer.fast import FastSpeakTokenizer
 
 TEXT = "In the beginning God created the heavens and the earth.\nThe earth was formless and empty.\n"
 
 
-def _plain_key(ids: list[int], t: int, n: int, buckets: int, r: int = 0) -> int:
-    """The key's definition, transcribed: the n characters ending at t + r, <pad> (0) outside the text."""
-    h = n + 1000 * r
-    for j in range(t + r - n + 1, t + r + 1):
+def _plain_key(ids: list[int], p: int, n: int, buckets: int) -> int:
+    """The key's definition, transcribed: the n characters ending at p, newest first, <pad> (0) outside the text."""
+    if n == 1:
+        return ids[p] if 0 <= p < len(ids) else 0
+    h = NGRAM_SEED
+    for j in range(p, p - n, -1):
         h = (h * NGRAM_PRIME + (ids[j] if 0 <= j < len(ids) else 0) + 1) & NGRAM_MASK
     return (h ^ (h >> 15)) % buckets
 
 
-@pytest.mark.parametrize("n,r", [(2, 0), (3, 0), (5, 0), (2, 1), (3, 2)])
-def test_ngram_keys_follow_their_definition(n, r):
-    rng = np.random.default_rng(n)
+@pytest.mark.parametrize("order,ahead", [(2, 0), (3, 0), (5, 0), (2, 1), (3, 2)])
+def test_ngram_keys_follow_their_definition(order, ahead):
+    rng = np.random.default_rng(order)
     ids = rng.integers(1, 300, size=(3, 17))
-    keys = ngram_keys(torch.from_numpy(ids), n, 128, r).numpy()
-    for row in range(3):
-        assert [_plain_key(ids[row].tolist(), t, n, 128, r) for t in range(17)] == keys[row].tolist()
+    keys = ngram_keys(torch.from_numpy(ids), order, 128, ahead)
+    assert len(keys) == order
+    for n, k in enumerate(keys, start=1):
+        assert k.shape == (3, 17 + ahead)
+        for row in range(3):
+            want = [_plain_key(ids[row].tolist(), p, n, 128) for p in range(17 + ahead)]
+            assert k[row].tolist() == want
 
 
 def test_hash_constants_agree_between_torch_and_the_compiled_scan():
     from speak.tokenizer import lookup
 
-    assert (lookup.NGRAM_PRIME, lookup.NGRAM_MASK) == (NGRAM_PRIME, NGRAM_MASK)
+    assert (lookup.NGRAM_SEED, lookup.NGRAM_PRIME, lookup.NGRAM_MASK) == (NGRAM_SEED, NGRAM_PRIME, NGRAM_MASK)
 
 
-def test_ngram_keys_see_only_the_past():
-    ids = torch.tensor([[5, 6, 7, 8, 9]])
+def test_ngram_keys_see_only_the_past_and_the_lookahead():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     changed = ids.clone()
-    changed[0, 3] = 2
-    a, b = ngram_keys(ids, 3, 1000), ngram_keys(changed, 3, 1000)
-    assert torch.equal(a[0, :3], b[0, :3])  # positions before the change keep their keys
-    assert not torch.equal(a[0, 3:], b[0, 3:])
+    changed[0, 4] = 2
+    enc = HashedNGramEncoder(20, 4, 3, 64, 0)
+    a, b = enc(ids), enc(changed)
+    assert torch.equal(a[0, :4], b[0, :4]) and not torch.equal(a[0, 4:], b[0, 4:])
+    enc = HashedNGramEncoder(20, 4, 3, 64, 2)
+    a, b = enc(ids), enc(changed)
+    assert torch.equal(a[0, :2], b[0, :2]) and not torch.equal(a[0, 2:], b[0, 2:])  # t = 2, 3 see position 4
 
 
 def _ngram_tokenizer(mode: str = "entropy-aware", tanh: bool = True, lookahead: int = 0) -> SpeakTokenizer:
     torch.manual_seed(0)
     vocab = CharVocab.build([TEXT])
-    cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=4, ngram_buckets=128,
+    cfg = TokenizerConfig(vocab_size=len(vocab), encoder="char-ngram", char_dim=16, ngram_order=3, ngram_buckets=128,
                           ngram_lookahead=lookahead, tanh=tanh, reset_mode=mode)
     net = SpeakTokenizerNet(cfg)
     with torch.no_grad():  # centre the currents so the random network fires every few characters
+        net.encoder.table.weight.normal_(0, 0.3)
         pre = net.encoder(torch.as_tensor(vocab.encode_array(TEXT))[None]) @ net.linear1.weight[0]  # [1, L]
         net.linear1.bias.fill_(0.6 - float(pre.median()))
     return SpeakTokenizer(net, vocab)
@@ -103,3 +113,80 @@ def test_lookahead_is_refused_as_the_lms_boundary_source():
     cfg = BoundaryConfig(name="speak", speak={"encoder": "char-ngram", "linear1": "linear", "ngram_lookahead": 1})
     with pytest.raises(SpeakError, match="must not see"):
         make_boundary_source(cfg, 16, 10, None)
+
+
+def test_inference_loads_only_the_small_tables_file(tmp_path):
+    from speak.tokenizer.fast import TABLES_FILE, WEIGHTS_FILE
+
+    tok = _ngram_tokenizer(lookahead=2)
+    tok.save_pretrained(tmp_path / "tk")
+    (tmp_path / "tk" / WEIGHTS_FILE).unlink()  # the training network is not needed to tokenize
+    fast = FastSpeakTokenizer.from_pretrained(tmp_path / "tk")
+    np.testing.assert_array_equal(fast.spikes(TEXT), tok.spikes(TEXT))
+    tables = (tmp_path / "tk" / TABLES_FILE).read_bytes()
+    (tmp_path / "tk" / TABLES_FILE).write_bytes(tables[:-8] + bytes(8))
+    with pytest.raises(SpeakError, match="checksum mismatch"):
+        FastSpeakTokenizer.from_pretrained(tmp_path / "tk")
+
+
+def _python_ids(tok, lines, strings):
+    """The slow twin of the fused ids: the network's spikes, tokens looked up in a dict, misses per character."""
+    from speak.text.segment import segment
+
+    index = {s: i for i, s in enumerate(strings[:-1])}
+    out = []
+    for line in lines:
+        ids = []
+        for piece in segment(line, tok.trace(line).s[0].numpy() > 0.5) if line else []:
+            ids.extend([index[piece]] if piece in index else [index.get(ch, len(strings) - 1) for ch in piece])
+        out.append(ids)
+    return out
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_fused_ids_match_the_network_and_cover_every_character(lookahead):
+    from speak.tokenizer.token_ids import TokenIdTable
+
+    tok = _ngram_tokenizer(lookahead=lookahead)
+    fast = tok._lookup()
+    lines = TEXT.splitlines() + ["", "x", "Zebra ünïcode ☃ earth"]
+    table, strings = TokenIdTable.from_tokens([t for ts in fast.tokenize_batch(lines[:1]) for t in ts], 12)
+    ids, ends, counts = fast.encode_ids(lines, table)
+    got = np.split(ids, np.cumsum(counts)[:-1])
+    assert [g.tolist() for g in got] == _python_ids(tok, lines, strings)
+    assert (counts > 0).sum() == sum(1 for line in lines if line)
+    for line, e in zip(lines, np.split(ends, np.cumsum(counts)[:-1])):  # contiguous spans ending at the line's end
+        assert (e.size == 0 and not line) or (e[-1] == len(line) and (np.diff(e) > 0).all())
+    _, tok_ends, tok_counts = fast.encode_ids(lines)  # no vocabulary: one entry per token
+    assert tok_counts.tolist() == [len(fast.tokenize(line)) if line else 0 for line in lines]
+
+
+def test_tokens_longer_than_any_entry_take_the_character_fallback():
+    from speak.tokenizer.token_ids import MAX_TOKEN, TokenIdTable
+
+    tok = _ngram_tokenizer()
+    with torch.no_grad():  # a network that never fires: one token per line
+        tok.net.linear1.bias.fill_(-100.0)
+    tok.refresh()
+    fast = tok._lookup()
+    line = "the earth " * 20
+    table = TokenIdTable.from_vocab({line[:10]: 0, line: 1}, {c: 2 + i for i, c in enumerate(sorted(set(line)))}, 99)
+    ids, ends, _ = fast.encode_ids([line[:10], line], table)
+    assert ids[0] == 0 and len(line) > MAX_TOKEN
+    assert ids[1:].tolist() == [table.char_ids[ord(c)] for c in line] and ends[1:].tolist() == list(range(1, 201))
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1000])
+def test_streaming_across_pieces_matches_whole_lines(piece):
+    from speak.tokenizer.token_ids import TokenIdTable
+
+    fast = _ngram_tokenizer(lookahead=2)._lookup()
+    text = TEXT * 3 + "a last line without newline"
+    lines = text.split("\n")
+    table, _ = TokenIdTable.from_tokens([t for ts in fast.tokenize_batch(lines) for t in ts], 20)
+    ids, ends, counts = fast.encode_ids(lines, table)
+    pieces = [text[i : i + piece] for i in range(0, len(text), piece)]
+    got = list(fast.stream_ids(pieces, table))
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), ids)
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), ends)
+    np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), np.repeat(np.arange(len(lines)), counts))

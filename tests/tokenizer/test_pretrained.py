@@ -115,11 +115,16 @@ def test_fast_tokenizer_matches_and_loads_without_torch(tmp_path, small_tokenize
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_fast_tokenizer_checks_the_directory(tmp_path, small_tokenizer):
-    from speak.tokenizer import FastSpeakTokenizer
+def test_fast_tokenizer_reads_no_network_weights_but_checks_the_directory(tmp_path, small_tokenizer):
+    from speak.tokenizer import FastSpeakTokenizer, SpeakTokenizer
 
     d = tmp_path / "tk"
     small_tokenizer.save_pretrained(d)
-    (d / WEIGHTS_FILE).write_bytes(b"junk")
+    (d / WEIGHTS_FILE).write_bytes(b"junk")  # the training network: inference never reads it
+    assert FastSpeakTokenizer.from_pretrained(d).tokenize("in the beginning") == small_tokenizer.tokenize(
+        "in the beginning")
     with pytest.raises(SpeakError, match="checksum mismatch"):
+        SpeakTokenizer.from_pretrained(d)
+    (d / "speak_tokenizer.json").write_text("{}")
+    with pytest.raises(SpeakError, match="not a SPEAK tokenizer file"):
         FastSpeakTokenizer.from_pretrained(d)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from speak.atomic import read_json
 from speak.errors import SpeakError
 from speak.text.segment import segment, token_offsets
-from speak.text.vocab import CharVocab
+from speak.text.vocab import UNK_ID, CharVocab, code_points
 from speak.tokenizer.lookup import LookupTables, NGramLookupTables
+from speak.tokenizer.token_ids import TokenIdTable
 
 CONFIG_FILE = "speak_tokenizer.json"
 WEIGHTS_FILE = "speak_tokenizer.safetensors"
+TABLES_FILE = "speak_tokenizer_tables.safetensors"  # n-gram lookup tables: all that inference loads
 FORMAT = "speak-tokenizer"
 VERSION = 1
 _PICKLED = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt", "weights.pkl")
@@ -30,8 +32,10 @@ def default_tokenizer_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "default_tokenizer"
 
 
-def read_tokenizer_dir(directory: str | Path) -> tuple[dict[str, Any], bytes]:
-    """(the validated JSON document, the weights' bytes, checksum verified) of a tokenizer directory."""
+def read_tokenizer_dir(directory: str | Path, weights: bool = True) -> tuple[dict[str, Any], bytes]:
+    """(the validated JSON document, the weights' bytes, checksum verified) of a tokenizer directory. With
+    `weights` False the network's weights are neither read nor required (b"" is returned): table-lookup inference
+    reads the lookup tables only."""
     directory = Path(directory)
     if not directory.is_dir():
         raise SpeakError(f"{directory}: no such tokenizer directory")
@@ -49,12 +53,35 @@ def read_tokenizer_dir(directory: str | Path) -> tuple[dict[str, Any], bytes]:
     for key in ("config", "vocab", "weights_sha256"):
         if key not in doc:
             raise SpeakError(f"{cfg_path}: missing {key!r}")
+    if not weights:
+        return doc, b""
     if not w_path.is_file():
         raise SpeakError(f"{directory}: missing weights file {WEIGHTS_FILE}")
     blob = w_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
         raise SpeakError(f"{w_path}: checksum mismatch with {CONFIG_FILE} (corrupted, truncated or tampered)")
     return doc, blob
+
+
+def read_lookup_tables(directory: Path, params: dict[str, Any]) -> LookupTables | NGramLookupTables:
+    """The lookup tables a tokenizer directory names: inline (per-character) or in TABLES_FILE (n-gram; its
+    SHA-256 checked against the JSON)."""
+    if params.get("kind") != NGramLookupTables.KIND:
+        return LookupTables.from_dict(params)
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = directory / TABLES_FILE
+    if not path.is_file():
+        raise SpeakError(f"{directory}: missing lookup tables file {TABLES_FILE}")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != params.get("sha256"):
+        raise SpeakError(f"{path}: checksum mismatch with {CONFIG_FILE} (corrupted, truncated or tampered)")
+    try:
+        arrays = load(blob)
+    except (SafetensorError, ValueError) as err:
+        raise SpeakError(f"{path}: unreadable safetensors ({err})") from None
+    return NGramLookupTables.from_parts(params, arrays)
 
 
 class Segmenter:
@@ -94,11 +121,11 @@ class FastSpeakTokenizer(Segmenter):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "FastSpeakTokenizer":
-        doc, _ = read_tokenizer_dir(directory)
+        doc, _ = read_tokenizer_dir(directory, weights=False)
         if "lookup" not in doc:
             raise SpeakError(f"{directory}: no lookup tables (not a table-lookup tokenizer); use SpeakTokenizer")
         try:
-            tables = LookupTables.from_dict(doc["lookup"])
+            tables = read_lookup_tables(Path(directory), doc["lookup"])
         except (KeyError, TypeError, ValueError) as err:
             raise SpeakError(f"{directory}: malformed lookup tables ({err})") from None
         return cls(CharVocab.from_dict(doc["vocab"]), tables)
@@ -106,9 +133,50 @@ class FastSpeakTokenizer(Segmenter):
     def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Hard boundaries (bool arrays) for several texts, each scanned from rest, in one compiled pass."""
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        ids = self.vocab.encode_array("".join(texts))  # [N]
         bounds = np.concatenate(([0], np.cumsum(lengths)))
+        if isinstance(self.tables, NGramLookupTables):  # fused: code points in, spikes out
+            flat = np.zeros(int(bounds[-1]), dtype=bool)
+            self.tables.scan(code_points("".join(texts)), bounds, np.ones(len(texts), dtype=bool),
+                             self.vocab.code_point_table(), UNK_ID, spikes=flat)
+            return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        ids = self.vocab.encode_array("".join(texts))  # [N]
         starts = np.zeros(ids.shape[0], dtype=bool)
         starts[bounds[:-1][lengths > 0]] = True
         flat = self.tables.spikes(ids, starts)
         return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def encode_ids(self, texts: Sequence[str], ids: "TokenIdTable | None" = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(token ids, the end offset of each within its text, entries per text) for several texts in one compiled
+        pass (n-gram tables only). `ids` maps token strings to ids (speak.tokenizer.token_ids); None gives one
+        entry per token with id -1 (token end offsets only)."""
+        if not isinstance(self.tables, NGramLookupTables):
+            raise SpeakError("encode_ids needs n-gram lookup tables (encoder char-ngram)")
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        bounds = np.concatenate(([0], np.cumsum(lengths)))
+        return self.tables.scan(code_points("".join(texts)), bounds, np.ones(len(texts), dtype=bool),
+                                self.vocab.code_point_table(), UNK_ID, ids)
+
+    def stream_ids(self, chunks: Iterable[str], ids: "TokenIdTable | None" = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Streaming `encode_ids` over text pieces that may cut lines anywhere (a line is a text; a 50 MB line
+        is scanned piece by piece in bounded memory): yields (ids, end offsets within their line, the index of
+        each entry's line counted from 0) per piece. A final line without a newline closes at the end."""
+        if not isinstance(self.tables, NGramLookupTables):
+            raise SpeakError("stream_ids needs n-gram lookup tables (encoder char-ngram)")
+        state = self.tables.new_state()
+        table = self.vocab.code_point_table()
+        line = 0
+        for piece in chunks:
+            cps = code_points(piece)
+            cuts = np.flatnonzero(cps == 10)  # a newline ends a text and belongs to none
+            keep = np.ones(cps.shape[0], dtype=bool)
+            keep[cuts] = False
+            lengths = np.diff(np.concatenate(([-1], cuts, [cps.shape[0]]))) - 1  # [m + 1]: m lines end here
+            bounds = np.concatenate(([0], np.cumsum(lengths)))
+            final = np.arange(lengths.shape[0]) < cuts.shape[0]  # the last segment stays open
+            out_ids, ends, counts = self.tables.scan(cps[keep], bounds, final, table, UNK_ID, ids, state)
+            yield out_ids, ends, np.repeat(np.arange(line, line + lengths.shape[0]), counts)
+            line += cuts.shape[0]
+        if state.ints[0] > 0:  # a last line without a newline
+            out_ids, ends, counts = self.tables.scan(np.zeros(0, np.uint32), np.zeros(2, np.int64),
+                                                     np.ones(1, dtype=bool), table, UNK_ID, ids, state)
+            yield out_ids, ends, np.full(out_ids.shape[0], line, dtype=np.int64)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from speak.tokenizer.token_ids import FNV_OFFSET, MAX_TOKEN, TokenIdTable, token_hash_step, token_id
+
 
 @njit(inline="always")
 def _lif_step(v, current, hard, soft, u_th, u_reset, gamma, delta):
@@ -115,9 +117,7 @@ class LookupTables:
         return ends[:k], counts
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LookupTables | NGramLookupTables":
-        if data.get("kind") == NGramLookupTables.KIND:
-            return NGramLookupTables.from_dict(data)
+    def from_dict(cls, data: dict[str, Any]) -> "LookupTables":
         current = np.asarray(data["current"], dtype=np.float32)
         hard = np.asarray(data["hard"], dtype=bool)
         if current.ndim != 1 or hard.shape != current.shape:
@@ -125,53 +125,202 @@ class LookupTables:
         return cls(current, hard, *(float(data[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))
 
 
-# Must equal speak.tokenizer.encoders.ngram_keys (kept torch-free here; the parity tests compare them).
+# Must equal speak.tokenizer.encoders (kept torch-free here; the parity tests compare them).
+NGRAM_SEED = 0x2545F491
 NGRAM_PRIME = 1_000_003
 NGRAM_MASK = 2**31 - 1
 HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER = 0, 1, 2
+# Integer scan state (ScanState.ints): characters consumed in the open text, start of the open token, its length,
+# whether it overflowed MAX_TOKEN, then the last N character ids (newest first) and the last k + 1 code points.
+# Float state (ScanState.floats): the k + 1 pending current sums, the k + 1 pending mask-logit sums, the membrane.
+_HIST = 4
 
 
 @njit(cache=True, nogil=True)
-def _ngram_scan_kernel(ids, starts, table, vocab, order, lookahead, buckets, use_tanh, hard_mode, out,
-                       theta, u_th, u_reset, gamma, delta):
-    """Eq. 1 + 10 with I_t = [tanh](sum of the keys' currents), m_t = 1(sum of the keys' mask logits > 0)."""
-    soft = theta * u_th
-    v = u_reset
-    text_start, text_end = 0, 0
-    N = ids.shape[0]
-    for t in range(N):
-        if starts[t]:
-            v = u_reset
-            text_start, text_end = t, t + 1
-            while text_end < N and not starts[text_end]:
-                text_end += 1
-        c = ids[t]
-        pre = table[c, 0]
-        e = table[c, 1]
-        base = vocab
-        for r in range(lookahead + 1):  # the table order of speak.tokenizer.encoders.ngram_specs
-            for n in range(2, order + 1):
-                h = np.int64(n + 1000 * r)
-                for j in range(t + r - n + 1, t + r + 1):  # oldest character first; <pad> (0) outside the text
-                    x = ids[j] if text_start <= j < text_end else 0
-                    h = (h * NGRAM_PRIME + x + 1) & NGRAM_MASK
-                k = base + ((h ^ (h >> 15)) & (buckets - 1))
-                pre += table[k, 0]
-                e += table[k, 1]
-                base += buckets
-        i_t = np.tanh(pre) if use_tanh else pre
-        hard = hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0)
-        out[t], v = _lif_step(v, i_t, hard, soft, u_th, u_reset, gamma, delta)
+def _fallback(tok_buf, n, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk):
+    """Emit n buffered characters as per-character ids; returns the new output count."""
+    for j in range(n):
+        c = tok_buf[j]
+        out_ids[k_out] = tk_char[c] if c < tk_char.shape[0] else tk_unk
+        out_ends[k_out] = tok_start + j + 1
+        k_out += 1
+    return k_out
+
+
+@njit(cache=True, nogil=True)
+def _close(th, tok_len, overflow, tok_start, tok_buf, out_ids, out_ends, k_out, tk_slots,
+           tk_char, tk_unk):
+    """Close the open token: its id, or its characters' fallback ids, or (no vocabulary) id -1."""
+    if tk_slots.shape[0] == 0:
+        out_ids[k_out] = -1
+        out_ends[k_out] = tok_start + tok_len
+        return k_out + 1
+    i = -1 if overflow else token_id(th, tok_len, tk_slots)
+    if i >= 0:
+        out_ids[k_out] = i
+        out_ends[k_out] = tok_start + tok_len
+        return k_out + 1
+    return _fallback(tok_buf, tok_len, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk)
+
+
+def fused_kernel(order: int, lookahead: int):
+    """The fused scan compiled for one (N, k): with both constant, the compiler unrolls the per-character loops
+    (about 1.4x faster than reading them at run time). Compiled once per process and (N, k)."""
+    key = (int(order), int(lookahead))
+    if key not in _KERNELS:
+        _KERNELS[key] = _make_kernel(*key)
+    return _KERNELS[key]
+
+
+_KERNELS: dict = {}
+
+
+def _make_kernel(order: int, lookahead: int):
+    K1 = lookahead + 1
+
+    @njit(cache=True, nogil=True)
+    def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, use_tanh, hard_mode, theta, u_th, u_reset,
+               gamma, delta, tk_slots, tk_char, tk_unk, ist, fst, th_state, tok_buf, out_ids, out_ends, counts, spikes):
+        """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
+
+        Segment i is cps[bounds[i]:bounds[i + 1]]: the next characters of the open text, which ends after the segment
+        when final[i] (its last k positions are then completed with <pad>, its open token closes, the state resets).
+        A lookahead of k characters is a k-character delay: position t is scanned once character t + k is in.
+        Writes (id, end offset within its text) pairs to out_ids / out_ends, their number per segment to counts, and
+        returns their total; writes spikes[global position] when spikes is not empty. The state arrays carry an open
+        text from one call to the next."""
+        soft = theta * u_th
+        mask = buckets - 1
+        has_vocab = tk_slots.shape[0] > 0
+        write_spikes = spikes.shape[0] > 0
+        cap = tok_buf.shape[0]
+        hist = ist[_HIST : _HIST + order].copy()  # the last N character ids, newest first
+        ring = ist[_HIST + order : _HIST + order + K1].copy()  # code point of position t at t % K1
+        acc_c = fst[:K1].copy()  # pending sums of position t at t % K1
+        acc_m = fst[K1 : 2 * K1].copy()
+        v = fst[2 * K1]
+        p, tok_start, tok_len, overflow = ist[0], ist[1], ist[2], ist[3]
+        th = th_state[0]
+        rows = np.empty(order, dtype=np.int64)
+        slot_p = p % K1  # p % K1, kept incrementally (an integer division per character costs more than the rest)
+        k_out = 0
+        for i in range(bounds.shape[0] - 1):
+            a, b = bounds[i], bounds[i + 1]
+            first = k_out
+            base = a - p  # where the open text starts in cps (spikes only)
+            n_text = p + (b - a) if final[i] else np.int64(2**62)
+            stop = b + lookahead if final[i] else b
+            for q in range(a, stop):
+                x = 0  # <pad> past the end
+                if q < b:
+                    cp = cps[q]
+                    x = id_table[cp] if cp < id_table.shape[0] else unk
+                    ring[slot_p] = cp
+                for j in range(order - 1, 0, -1):
+                    hist[j] = hist[j - 1]
+                hist[0] = x
+                rows[0] = x
+                h = np.int64(NGRAM_SEED)
+                for j in range(order):  # newest first: the hash of order j + 1 continues the one of order j
+                    h = (h * NGRAM_PRIME + hist[j] + 1) & NGRAM_MASK
+                    if j >= 1:
+                        rows[j] = vocab + (j - 1) * buckets + ((h ^ (h >> 15)) & mask)
+                for r in range(K1):  # this character's terms for positions p - r: columns 2r, 2r + 1 of its rows
+                    t = p - r
+                    if t < 0:
+                        break
+                    if t < n_text:
+                        slot = slot_p - r
+                        if slot < 0:
+                            slot += K1
+                        c = np.float32(0.0)
+                        m = np.float32(0.0)
+                        for j in range(order):
+                            c += table[rows[j], 2 * r]
+                            m += table[rows[j], 2 * r + 1]
+                        acc_c[slot] += c
+                        acc_m[slot] += m
+                if p >= lookahead:  # position t is complete: Eq. 1 + 10, then the token
+                    t = p - lookahead
+                    slot = slot_p + 1 if slot_p + 1 < K1 else 0  # (p - k) % K1
+                    pre = acc_c[slot]
+                    e = acc_m[slot]
+                    acc_c[slot] = 0.0
+                    acc_m[slot] = 0.0
+                    i_t = np.tanh(pre) if use_tanh else pre
+                    hard = hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0)
+                    spiked, v = _lif_step(v, i_t, hard, soft, u_th, u_reset, gamma, delta)
+                    if write_spikes:
+                        spikes[base + t] = spiked
+                    cp_t = ring[slot]
+                    if has_vocab and tok_len == cap:  # longer than any vocabulary entry
+                        k_out = _fallback(tok_buf, tok_len, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk)
+                        tok_start += tok_len
+                        tok_len = 0
+                        overflow = 1
+                    if tok_len < cap:
+                        tok_buf[tok_len] = cp_t
+                    tok_len += 1
+                    th = token_hash_step(th, cp_t)
+                    if spiked:  # close the token (written out here: a call per token costs as much as the scan)
+                        i_tok = -1 if overflow or not has_vocab else token_id(th, tok_len, tk_slots)
+                        if i_tok >= 0 or not has_vocab:
+                            out_ids[k_out] = i_tok
+                            out_ends[k_out] = tok_start + tok_len
+                            k_out += 1
+                        else:  # one id per character (_fallback's loop, written out for the same reason)
+                            for j in range(tok_len):
+                                c_j = tok_buf[j]
+                                out_ids[k_out] = tk_char[c_j] if c_j < tk_char.shape[0] else tk_unk
+                                out_ends[k_out] = tok_start + j + 1
+                                k_out += 1
+                        tok_start += tok_len
+                        tok_len = 0
+                        overflow = 0
+                        th = FNV_OFFSET
+                p += 1
+                slot_p = slot_p + 1 if slot_p + 1 < K1 else 0
+            if final[i]:
+                if tok_len > 0:  # the end of a text closes its token (Eq. 5)
+                    k_out = _close(th, tok_len, overflow, tok_start, tok_buf, out_ids, out_ends, k_out, tk_slots,
+                                   tk_char, tk_unk)
+                p, slot_p, tok_start, tok_len, overflow, th, v = 0, 0, 0, 0, 0, FNV_OFFSET, u_reset
+                hist[:] = 0
+                acc_c[:] = 0.0
+                acc_m[:] = 0.0
+            counts[i] = k_out - first
+        ist[0], ist[1], ist[2], ist[3] = p, tok_start, tok_len, overflow
+        ist[_HIST : _HIST + order] = hist
+        ist[_HIST + order : _HIST + order + K1] = ring
+        fst[:K1] = acc_c
+        fst[K1 : 2 * K1] = acc_m
+        fst[2 * K1] = v
+        th_state[0] = th
+        return k_out
+
+    return kernel
+
+
+class ScanState:
+    """What the fused scan carries between calls while a text is still open (a long line fed in pieces)."""
+
+    def __init__(self, order: int, lookahead: int, u_reset: float):
+        self.ints = np.zeros(_HIST + order + lookahead + 1, dtype=np.int64)
+        self.floats = np.zeros(2 * (lookahead + 1) + 1, dtype=np.float32)
+        self.floats[-1] = u_reset
+        self.hash = np.array([FNV_OFFSET], dtype=np.uint64)
+        self.token = np.zeros(MAX_TOKEN, dtype=np.int64)
 
 
 @dataclass
 class NGramLookupTables:
-    """Per-key current and mask-logit terms (float32 [V + S * buckets]: the characters, then the buckets of each of
-    the S = (order - 1)(lookahead + 1) n-gram kinds; Linear1's and Linear2's biases sit in the character rows) + how
-    to combine them + the neuron's constants.
+    """Per-key current and mask-logit terms (float32 [K], K = (k + 1)(V + (N - 1) buckets): for each offset
+    r = 0..k, the V character rows, then ``buckets`` rows per order 2..N; Linear1's and Linear2's biases sit in the
+    r = 0 character rows) + how to combine them + the neuron's constants.
     ``hard_mode``: 0 = hard reset where the summed mask logit > 0, 1 = always, 2 = never (the reset mode applied)."""
 
     KIND = "ngram"
+    ARRAYS = ("current", "mask")
 
     current: np.ndarray
     mask: np.ndarray
@@ -188,7 +337,7 @@ class NGramLookupTables:
     delta: float
 
     def __post_init__(self) -> None:
-        size = self.vocab + (self.order - 1) * (self.lookahead + 1) * self.buckets
+        size = (self.vocab + (self.order - 1) * self.buckets) * (self.lookahead + 1)
         if self.current.shape != (size,) or self.mask.shape != (size,):
             raise ValueError(f"n-gram lookup tables must have {size} entries, got {self.current.shape} and "
                              f"{self.mask.shape}")
@@ -196,30 +345,70 @@ class NGramLookupTables:
             raise ValueError(f"n-gram lookup tables: unknown hard_mode {self.hard_mode}")
         if self.buckets & (self.buckets - 1):
             raise ValueError(f"n-gram lookup tables: buckets must be a power of two, got {self.buckets}")
-        self._table = np.ascontiguousarray(np.stack([self.current, self.mask], 1))  # [K, 2]: one cache line per key
+        rows = self.vocab + (self.order - 1) * self.buckets
+        pairs = np.stack([self.current.reshape(self.lookahead + 1, rows), self.mask.reshape(self.lookahead + 1, rows)],
+                         -1)  # [k + 1, rows, 2]
+        # [rows, 2 (k + 1)]: a key's current and mask terms for every offset r sit side by side (one cache line)
+        self._table = np.ascontiguousarray(pairs.transpose(1, 0, 2).reshape(rows, -1), dtype=np.float32)
 
     @property
     def vocab_size(self) -> int:
         return self.vocab
 
+    def new_state(self) -> ScanState:
+        return ScanState(self.order, self.lookahead, self.u_reset)
+
+    def scan(self, cps: np.ndarray, bounds: np.ndarray, final: np.ndarray, id_table: np.ndarray, unk: int,
+             ids: TokenIdTable | None = None, state: ScanState | None = None,
+             spikes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(token ids, their end offsets within their text, entries per segment) for the code points `cps` cut
+        into segments by `bounds` [S + 1]; a segment with final[i] False leaves its text open in `state` (pass the
+        same state to the next call). With `ids` None, one entry (id -1) per token. `id_table` maps code points to
+        character ids (`unk` beyond it)."""
+        ids = ids if ids is not None else TokenIdTable.empty()
+        state = state if state is not None else self.new_state()
+        bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+        n = int(bounds[-1] - bounds[0]) + min(int(state.ints[2]), MAX_TOKEN) + MAX_TOKEN + self.lookahead + 1
+        out_ids = np.empty(n, dtype=np.int64)
+        out_ends = np.empty(n, dtype=np.int64)
+        counts = np.empty(bounds.shape[0] - 1, dtype=np.int64)
+        f32 = np.float32
+        kernel = fused_kernel(self.order, self.lookahead)
+        k = kernel(cps, bounds, np.ascontiguousarray(final, dtype=np.bool_), id_table, unk, self._table, self.vocab,
+                   self.buckets, bool(self.tanh), int(self.hard_mode), f32(self.theta), f32(self.u_th),
+                   f32(self.u_reset), f32(self.gamma), f32(self.delta), ids.slots, ids.char_ids, ids.unk, state.ints,
+                   state.floats, state.hash, state.token, out_ids, out_ends, counts,
+                   spikes if spikes is not None else np.zeros(0, dtype=np.bool_))
+        return out_ids[:k], out_ends[:k], counts
+
     def spikes(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
         ids, starts, out = _stream(ids, starts)
-        f32 = np.float32
-        _ngram_scan_kernel(ids, starts, self._table, self.vocab, self.order, self.lookahead, self.buckets,
-                           bool(self.tanh), int(self.hard_mode), out, f32(self.theta), f32(self.u_th),
-                           f32(self.u_reset), f32(self.gamma), f32(self.delta))
+        out[:] = False
+        cut = np.flatnonzero(starts)
+        bounds = np.concatenate((cut, [ids.shape[0]])) if cut.size and cut[0] == 0 else np.concatenate(([0], cut, [ids.shape[0]]))
+        identity = np.arange(self.vocab, dtype=np.int64)
+        self.scan(ids, bounds, np.ones(bounds.shape[0] - 1, dtype=bool), identity, 1, spikes=out)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "current": self.current.astype(np.float64).tolist(),
-                "mask": self.mask.astype(np.float64).tolist(),
-                **{k: getattr(self, k) for k in ("vocab", "order", "lookahead", "buckets", "tanh", "hard_mode",
-                                                 "theta", "u_th", "u_reset", "gamma", "delta")}}
+    def token_ends(self, cps: np.ndarray, bounds: np.ndarray, id_table: np.ndarray,
+                   unk: int) -> tuple[np.ndarray, np.ndarray]:
+        """(token end offsets within each text, tokens per text): the fused scan without token ids."""
+        _, ends, counts = self.scan(cps, bounds, np.ones(len(bounds) - 1, dtype=bool), id_table, unk)
+        return ends, counts
+
+    def params(self) -> dict[str, Any]:
+        """The scalars (JSON); the arrays go to a safetensors file."""
+        return {"kind": self.KIND, **{k: getattr(self, k) for k in ("vocab", "order", "lookahead", "buckets", "tanh",
+                                                                      "hard_mode", "theta", "u_th", "u_reset",
+                                                                      "gamma", "delta")}}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"current": self.current, "mask": self.mask}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NGramLookupTables":
-        return cls(np.asarray(data["current"], dtype=np.float32), np.asarray(data["mask"], dtype=np.float32),
-                   int(data["vocab"]), int(data["order"]), int(data["lookahead"]), int(data["buckets"]),
-                   bool(data["tanh"]),
-                   int(data["hard_mode"]), *(float(data[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))
+    def from_parts(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> "NGramLookupTables":
+        return cls(np.asarray(arrays["current"], dtype=np.float32), np.asarray(arrays["mask"], dtype=np.float32),
+                   int(params["vocab"]), int(params["order"]), int(params["lookahead"]), int(params["buckets"]),
+                   bool(params["tanh"]), int(params["hard_mode"]),
+                   *(float(params[k]) for k in ("theta", "u_th", "u_reset", "gamma", "delta")))

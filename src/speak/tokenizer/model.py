@@ -96,10 +96,11 @@ class SpeakTokenizerNet(nn.Module):
 
         cfg = self.cfg
         with torch.no_grad():
-            feats = self.encoder.key_features()  # [V, D], then [buckets, D] per order
-            cur = [f @ self.linear1.weight[0] for f in feats]  # [V], [buckets], ...
-            msk = [f @ self.linear2.weight[0] for f in feats]
-            cur[0], msk[0] = cur[0] + self.linear1.bias[0], msk[0] + self.linear2.bias[0]
+            feats = self.encoder.key_features()  # [K, D]
+            cur = feats @ self.linear1.weight[0]  # [K]
+            msk = feats @ self.linear2.weight[0]  # [K]
+            cur[: cfg.vocab_size] += self.linear1.bias[0]  # the r = 0 character rows: read once per position
+            msk[: cfg.vocab_size] += self.linear2.bias[0]
         mode = ResetMode.parse(cfg.reset_mode)
         _, theta = mode.resolve(None, cfg.theta, (1,))
         if mode.uses_mask:
@@ -107,7 +108,7 @@ class SpeakTokenizerNet(nn.Module):
         else:
             hard_mode = lookup.HARD_ALWAYS if mode is ResetMode.ALL_HARD else lookup.HARD_NEVER
         return lookup.NGramLookupTables(
-            torch.cat(cur).float().numpy().copy(), torch.cat(msk).float().numpy().copy(), cfg.vocab_size,
+            cur.float().numpy().copy(), msk.float().numpy().copy(), cfg.vocab_size,
             cfg.ngram_order, cfg.ngram_lookahead, cfg.ngram_buckets, cfg.tanh, hard_mode, theta, cfg.u_th,
             cfg.u_reset, cfg.gamma, cfg.delta)
 

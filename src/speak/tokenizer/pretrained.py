@@ -20,9 +20,10 @@ from speak.text.segment_vocab import VOCAB_FILE, SegmentVocab
 from speak.text.vocab import CharVocab
 from speak.tokenizer.config import TokenizerConfig
 from speak.tokenizer.fast import (
-    CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE, FastSpeakTokenizer, Segmenter, default_tokenizer_dir,
+    CONFIG_FILE, FORMAT, TABLES_FILE, VERSION, WEIGHTS_FILE, FastSpeakTokenizer, Segmenter, default_tokenizer_dir,
     read_tokenizer_dir,
 )
+from speak.tokenizer.lookup import NGramLookupTables
 from speak.tokenizer.model import SpeakTokenizerNet, TokenizerOutput
 
 
@@ -93,9 +94,20 @@ class SpeakTokenizer(Segmenter):
             "meta": self.meta,
         }
         if self.config.table_lookup:  # derived from the weights above, for torch-free inference
-            doc["lookup"] = self.net.lookup_tables().to_dict()
+            doc["lookup"] = self._save_lookup(directory)
         atomic_write_json(directory / CONFIG_FILE, doc)
         return directory
+
+    def _save_lookup(self, directory: Path) -> dict[str, Any]:
+        """The lookup tables: inline JSON (per-character) or TABLES_FILE with its checksum in the JSON (n-gram)."""
+        tables = self.net.lookup_tables()
+        if not isinstance(tables, NGramLookupTables):
+            return tables.to_dict()
+        from safetensors.numpy import save
+
+        blob = save({k: np.ascontiguousarray(v) for k, v in tables.arrays().items()}, metadata={"format": FORMAT})
+        atomic_write_bytes(directory / TABLES_FILE, blob)
+        return {**tables.params(), "file": TABLES_FILE, "sha256": hashlib.sha256(blob).hexdigest()}
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "SpeakTokenizer":

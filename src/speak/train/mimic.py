@@ -63,8 +63,18 @@ class MimicConfig:
     anchor: str = "start"
     entropy_ratio: float = SpeakOptions.entropy_ratio
     reset_weight: float = 1.0
+    table_lr_mult: float = 10.0  # char-ngram: the learning rate of its tables, times lr (plain sums learn slowly)
+    calibrate: bool | None = None  # shift Linear1's bias to the train lines' operating point (calibrate_bias);
+    # None: for char-ngram only
     min_char_count: int = 1
     seed: int = 0
+
+
+# The standalone tokenizer (`speak fit-tokenizer`'s default; not the paper's per-character encoder): hashed n-grams
+# of orders 1-3 read up to 2 characters ahead, folded into per-key scalars for inference, no tanh (the compiled
+# scan's costliest step) (docs/decisions.md).
+STANDALONE = {"encoder": "char-ngram", "char_dim": 8, "ngram_order": 3, "ngram_buckets": 16384,
+              "ngram_lookahead": 2, "mem_balanced": True, "tanh": False, "steps": 400}
 
 
 @dataclass
@@ -136,10 +146,26 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
     Returns the tokenizer, its metrics on the valid split, and the exemplar used. `progress(step, stats)` is
     called after every step (for progress bars).
     """
-    torch.manual_seed(cfg.seed)
     splits = split_corpus(text)
     train_lines, _ = _lines(splits.train)
     valid_lines, _ = _lines(splits.valid)
+    tokenizer, metrics, exemplar = fit_tokenizer_lines(train_lines, valid_lines, cfg, exemplar=exemplar,
+                                                       progress=progress)
+    tokenizer.meta["train_chars"] = len(splits.train)
+    return tokenizer, metrics, exemplar
+
+
+def corpus_lines(text: str) -> tuple[list[str], list[str]]:
+    """(train lines, valid lines) of a corpus: the non-trivial lines of its 90/5/5 train and valid splits."""
+    splits = split_corpus(text)
+    return _lines(splits.train)[0], _lines(splits.valid)[0]
+
+
+def fit_tokenizer_lines(train_lines: list[str], valid_lines: list[str], cfg: MimicConfig, *,
+                        exemplar: Exemplar | None = None, progress: Callable[[int, dict], None] | None = None
+                        ) -> tuple[SpeakTokenizer, MimicMetrics, Exemplar]:
+    """:func:`fit_tokenizer` on given train and valid lines (e.g. several corpora's train splits together)."""
+    torch.manual_seed(cfg.seed)
     if cfg.anchor not in ("start", "end"):
         raise SpeakError(f"unknown anchor {cfg.anchor!r}; valid: start, end")
     if len(train_lines) < 2 or not valid_lines:
@@ -158,7 +184,9 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
                            theta=cfg.theta, reset_mode=cfg.reset_mode, ngram_order=cfg.ngram_order,
                            ngram_buckets=cfg.ngram_buckets, ngram_lookahead=cfg.ngram_lookahead)
     net = SpeakTokenizerNet(tcfg)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    tables = [p for n, p in net.named_parameters() if n.startswith("encoder.table")]
+    others = [p for n, p in net.named_parameters() if not n.startswith("encoder.table")]
+    opt = torch.optim.Adam([{"params": others}, {"params": tables, "lr": cfg.lr * cfg.table_lr_mult}], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
     net.train()
@@ -183,14 +211,38 @@ def fit_tokenizer(text: str, cfg: MimicConfig, *, exemplar: Exemplar | None = No
                 rate = float(out.s[valid_b].mean())
             progress(step, {"l_mem": l_mem.item(), "l_reset": l_reset.item(), "spike_rate": rate})
 
+    if cfg.calibrate or (cfg.calibrate is None and cfg.encoder == "char-ngram"):
+        calibrate_bias(net, vocab, train_lines, gold, cfg.seed)
     tokenizer = SpeakTokenizer(net.eval(), vocab, meta={
         "trained_by": "speak fit-tokenizer (Stage-1 mimic, App. C.2)",
-        "exemplar": cfg.exemplar, "mimic_config": asdict(cfg), "train_chars": len(splits.train),
+        "exemplar": cfg.exemplar, "mimic_config": asdict(cfg), "train_chars": sum(map(len, train_lines)),
         "created": time.strftime("%Y-%m-%d"),
     })
     metrics = evaluate_mimic(tokenizer, exemplar, valid_lines, cfg.anchor)
     tokenizer.meta["valid_metrics"] = asdict(metrics)
     return tokenizer, metrics, exemplar
+
+
+def calibrate_bias(net: SpeakTokenizerNet, vocab: CharVocab, lines: list[str], gold: list[np.ndarray], seed: int,
+                   sample: int = 2000, shifts: np.ndarray = np.linspace(-1.0, 1.0, 41)) -> float:
+    """Move Linear1's bias to the shift that maximises min(spike accuracy, non-spike accuracy) on a sample of the
+    train lines (ties: the smaller shift), and return the shift. Training with balanced L_mem leaves the operating
+    point (how readily the neuron fires) slightly off; one scalar picks it on training data, never on valid."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(lines), min(sample, len(lines)), replace=False)
+    sub, sub_gold = [lines[i] for i in pick], [gold[i] for i in pick]
+    base = float(net.linear1.bias.detach()[0])
+    best, best_score = 0.0, -1.0
+    for shift in shifts:
+        with torch.no_grad():
+            net.linear1.bias.fill_(base + float(shift))
+        m = boundary_metrics(SpeakTokenizer(net, vocab).spikes_many(sub), sub_gold)
+        score = min(m.spike_acc, m.nonspike_acc)
+        if score > best_score:
+            best, best_score = float(shift), score
+    with torch.no_grad():
+        net.linear1.bias.fill_(base + best)
+    return best
 
 
 def evaluate_mimic(tokenizer: SpeakTokenizer, exemplar: Exemplar, lines: list[str],
