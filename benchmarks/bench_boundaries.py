@@ -3,7 +3,7 @@
     python benchmarks/bench_boundaries.py --corpus embedded --a speak --b dtp-unigram --steps 20 --preset cpu-small
 
 Prints ms/step for each source and the ratio a/b (target: speak <= 1.10x dtp-unigram). Same function as
-`speak bench boundaries` (speak.eval.metrics.bench_boundaries).
+`speak bench boundaries` (speak.experiments.pipeline.bench_boundaries).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from speak.eval.metrics import bench_boundaries
+from speak.experiments.pipeline import bench_boundaries
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from speak.train.checkpoint import load_checkpoint
 from speak.train.data import exemplar_boundaries
 from speak.train.mimic import boundary_metrics
 from speak.train.proxy import ProxyStore
-from speak.train.trainer import CHECKPOINT_DIR, exemplar_spec, prepare_data, read_run_files
+from speak.train.runs import exemplar_spec, prepare_data, read_run_files
+from speak.train.trainer import CHECKPOINT_DIR
 
 
 def recall_by_token_length(pred: np.ndarray, gold: np.ndarray, short: int = 2) -> tuple[float, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from speak.lm.hourglass import BoundaryConfig, HourglassConfig, HourglassLM
@@ -20,14 +19,6 @@ def encode(text: str) -> torch.Tensor:
     return torch.tensor([INDEX.get(c, 1) for c in text], dtype=torch.long)
 
 
-def has_speak_net() -> bool:
-    try:
-        import speak.tokenizer as tok
-    except ImportError:
-        return False
-    return hasattr(tok, "SpeakTokenizerNet") and hasattr(tok, "TokenizerConfig")
-
-
 def tiny_config(name: str, **boundary_opts) -> HourglassConfig:
     return HourglassConfig.from_preset(
         "cpu-tiny", len(ALPHABET), alphabet=ALPHABET, boundary=BoundaryConfig(name=name, **boundary_opts)
@@ -40,7 +31,4 @@ def tiny_model(name: str, seed: int = 0, **boundary_opts) -> HourglassLM:
 
 
 def all_sources() -> list:
-    speak = pytest.param(
-        "speak", marks=pytest.mark.skipif(not has_speak_net(), reason="speak.tokenizer.SpeakTokenizerNet missing")
-    )
-    return [*SOURCES, speak]
+    return [*SOURCES, "speak"]

@@ -6,15 +6,10 @@ import pytest
 import torch
 
 from speak.errors import SpeakError
-from speak.lm.boundaries import (
-    BOUNDARY_SOURCES,
-    BoundaryConfig,
-    gumbel_sigmoid_hard,
-    make_boundary_source,
-)
+from speak.lm.boundaries import BoundaryConfig, gumbel_sigmoid_hard, make_boundary_source, source_names
 from speak.lm.scripts import SCRIPT_INDEX, char_script, script_table, sequence_scripts, text_scripts
 
-from ._helpers import ALPHABET, SOURCES, encode, has_speak_net, tiny_model
+from ._helpers import ALPHABET, SOURCES, encode, tiny_model
 
 D = 8
 
@@ -24,7 +19,7 @@ def _source(name, **opts):
 
 
 def test_registry_has_every_source():
-    assert set(SOURCES) | {"speak"} == set(BOUNDARY_SOURCES)
+    assert set(SOURCES) | {"speak"} == set(source_names())
 
 
 def test_unknown_source_lists_valid_names():
@@ -149,7 +144,6 @@ def test_config_rejects_bad_options():
         BoundaryConfig(name="magnet", script_priors={"klingon": 0.1}).validate()
 
 
-@pytest.mark.skipif(not has_speak_net(), reason="speak.tokenizer.SpeakTokenizerNet missing")
 def test_speak_source_hard_is_spikes():
     model = tiny_model("speak").eval()
     chars = encode("the quick brown fox").unsqueeze(0)
@@ -159,7 +153,6 @@ def test_speak_source_hard_is_spikes():
     assert torch.equal(out.boundary.hard, tok.s.to(out.boundary.hard.dtype))
 
 
-@pytest.mark.skipif(not has_speak_net(), reason="speak.tokenizer.SpeakTokenizerNet missing")
 def test_speak_source_parameter_split_and_own_encoder_option():
     from speak.lm.hourglass import count_parameters
 

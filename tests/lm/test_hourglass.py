@@ -24,7 +24,7 @@ def test_presets():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(boundary=BoundaryConfig(name="bpe")), "unknown boundary source 'bpe'; valid: .*dtp-entropy"),
+        (dict(boundary={"name": "bpe"}), "unknown boundary source 'bpe'; valid: .*dtp-entropy"),
         (dict(d_model=30, n_heads=4), "divisible by n_heads"),
         (dict(d_model=0), "d_model must be a positive integer"),
         (dict(n_heads=-1), "n_heads must be a positive integer"),
@@ -43,7 +43,7 @@ def test_config_validation(kwargs, match):
 
 def test_boundary_dict_is_accepted():
     cfg = HourglassConfig(vocab_size=10, d_model=32, n_heads=2, boundary={"name": "fixed", "fixed_k": 3})
-    assert cfg.boundary.name == "fixed" and cfg.boundary.fixed_k == 3
+    assert cfg.boundary.name == "fixed" and cfg.boundary.options.fixed_k == 3
 
 
 def test_paper_preset_size():

@@ -16,7 +16,7 @@ from speak.train import token_lm
 from speak.train.config import load_config
 from speak.train.token_lm import (
     EncodedSplit,
-    Segmenter,
+    TextSegmenter,
     TokenBatch,
     build_vocab,
     decode_ids,
@@ -83,7 +83,7 @@ def test_uniform_model_bpc_is_log2V_tokens_over_chars():
 @pytest.mark.parametrize("spec", ["chars", "speak"])
 def test_encoding_is_lossless_with_fallback(spec):
     train = "the cat sat on the mat.\nthe dog sat on the log.\n" * 20
-    seg = Segmenter.build(spec, train)
+    seg = TextSegmenter.build(spec, train)
     assert "".join(seg.segments(train)) == train
     vocab = build_vocab(seg.segments(train), max_size=12)  # tiny: most segments fall back to pieces
     text = "the cat sat.\nthe ox!"  # 'x', '!' never seen -> <unk>, one id per character

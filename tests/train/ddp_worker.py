@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from speak.eval.metrics import train_and_evaluate
+from speak.experiments.pipeline import train_and_evaluate
 from speak.train.config import load_config
 
 

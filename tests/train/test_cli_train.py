@@ -20,7 +20,6 @@ TINY = ["--preset", "cpu-tiny", "--steps", "4", "--seed", "3", "--seq-len", "32"
 
 
 def test_train_eval_resume(tmp_path, tiny_corpus):
-    pytest.importorskip("speak.lm.hourglass")
     out = tmp_path / "run"
     r = speak("train", "--boundary", "fixed", "--corpus", str(tiny_corpus), "--out", str(out), *TINY)
     assert r.returncode == 0, r.stderr
@@ -54,8 +53,18 @@ def test_corpus_smaller_than_one_batch(tmp_path):
     assert len(lines) == 1 and "smaller than one batch" in lines[0], r.stderr
 
 
-@pytest.mark.parametrize("extra, needle", [(["--set", "bogus=1"], "bogus"), (["--boundary", "nope"], "nope"),
-                                           (["--set", "model.d_model=33"], "divisible")])
+@pytest.mark.parametrize("extra, needle", [
+    (["--set", "bogus=1"], "bogus"), (["--boundary", "nope"], "nope"), (["--set", "model.d_model=33"], "divisible"),
+    # --set walks the typed tree: an unknown key lists the valid keys of its level; a value must fit the field's type
+    (["--boundary", "speak", "--set", "model.boundary.speak.thta=0.5"],
+     "unknown config key 'model.boundary.speak.thta' (in --set) (did you mean 'theta'? valid model.boundary.speak.* "
+     "keys: char_dim, delta, encoder,"),
+    (["--boundary", "fixed", "--set", "model.boundary.mem_alpha=1"], "valid model.boundary.* keys: fixed_k)"),
+    (["--boundary", "speak", "--set", "model.boundary.speak.theta=high"],
+     "config key 'model.boundary.speak.theta' must be a number, got 'high'"),
+    (["--set", "proxy.greedy=maybe"], "config key 'proxy.greedy' must be a boolean"),
+    (["--set", "model.layers=[1,2]"], "config key 'model.layers' must have 3 items"),
+])
 def test_bad_config_exit_2(tmp_path, tiny_corpus, extra, needle):
     r = speak("train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "o"), *TINY, *extra)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -67,7 +76,6 @@ def test_eval_missing_run(tmp_path):
 
 
 def test_bench_boundaries(tiny_corpus):
-    pytest.importorskip("speak.lm.hourglass")
     r = speak("bench", "boundaries", "--corpus", str(tiny_corpus), "--a", "fixed", "--b", "none", "--steps", "2",
               "--preset", "cpu-tiny", "--seq-len", "32", "--batch-size", "2", "--device", "cpu", "--json")
     assert r.returncode == 0, r.stderr

@@ -23,7 +23,7 @@ def test_precedence_file_flags_sets(tmp_path):
     cfg = load_config(f, flags={"steps": 70, "lr": None}, sets=["lr=3e-3", "model.n_heads=4", "quiet=true"])
     assert cfg.steps == 70 and cfg.lr == 3e-3 and isinstance(cfg.lr, float)
     assert cfg.model == {"d_model": 64, "n_heads": 4} and cfg.quiet is True
-    cfg = load_config(sets=["steps=1_000", "clean=en", "eval_scored=none", "model.boundary.fixed_k=3"])
+    cfg = load_config(sets=["steps=1_000", "clean=en", "eval_scored=none", "model.boundary.fixed_k=3", "boundary=fixed"])
     assert cfg.steps == 1000 and cfg.clean == "en" and cfg.eval_scored is None
     assert cfg.model == {"boundary": {"fixed_k": 3}}
 

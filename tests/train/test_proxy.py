@@ -270,8 +270,10 @@ def test_plugin_on_step_end_updates_store_and_logs():
 
 def _speak_run(tmp_path, out, steps, resume, extra=()):
     """A tiny speak run through the real trainer; returns (trainer, proxy plug-in)."""
+    from speak.train import runs as R
     from speak.train import trainer as T
     from speak.train.config import load_config
+    from speak.train.objective import compute_objective
 
     corpus = tmp_path / "c.txt"
     if not corpus.exists():
@@ -281,11 +283,11 @@ def _speak_run(tmp_path, out, steps, resume, extra=()):
                              "seed": 1, "out": str(out), "quiet": True},
                       sets=["batch_size=4", "seq_len=32", "eval_every=0", "checkpoint_every=3",
                             "exemplar_vocab=40", "warmup=2", *extra])
-    data = T.prepare_data(cfg)
-    stream, plugins = T.build_training_stream(cfg, data, T.DistInfo(), tmp_path / "cache")
+    data = R.prepare_data(cfg)
+    stream, plugins = R.build_training_stream(cfg, data, T.DistInfo(), tmp_path / "cache")
     T.seed_everything(cfg.seed)
-    model = T.build_model(cfg, data.vocab)
-    tr = T.Trainer(model, T.default_objective(), stream, None, cfg, plugins=plugins)
+    model = R.build_hourglass(cfg, data.vocab)
+    tr = T.Trainer(model, compute_objective, stream, None, cfg, plugins=plugins)
     tr.fit(resume=resume)
     return tr, plugins[0]
 

@@ -31,7 +31,7 @@ def slices(tmp_path_factory):
 @pytest.mark.skipif(not CORPORA, reason="../shared/corpora is not present")
 @pytest.mark.parametrize("source", SOURCES)
 def test_source_trains_on_every_shared_corpus(source, slices, tmp_path):
-    from speak.eval.metrics import train_and_evaluate
+    from speak.experiments.pipeline import train_and_evaluate
     from speak.train.config import load_config
 
     for name, path in slices.items():

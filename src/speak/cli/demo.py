@@ -31,6 +31,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from speak.experiments.compare import compare, parse_list
         from speak.experiments.runner import run_dir_for
         from speak.experiments.segment_run import load_run_model, segment_with_run
+        from speak.experiments.variants import SPEAK
         from speak.tokenizer import SpeakTokenizer
 
         console = Console()
@@ -52,8 +53,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                           f"{r.get('infer_ms_per_batch', float('nan')):.1f}")
         console.print(table)
         console.print(f"full report: {out / 'report.md'} and {out / 'report.html'}")
-        if "speak" in method_list:
+        if SPEAK in method_list:
             console.rule("3. The SPEAK tokenizer trained with the language model (GTok)")
-            model, vocab = load_run_model(run_dir_for(out, "speak", corpus, 0))
+            model, vocab = load_run_model(run_dir_for(out, SPEAK, corpus, 0))
             for sentence, tokens in zip(SENTENCES, segment_with_run(model, vocab, SENTENCES)):
                 console.print("|".join(tokens), markup=False)

@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from speak.lm.boundaries.registry import BENCH_PAIR, source_names
+
 
 def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
     parts = []
@@ -28,7 +30,7 @@ def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        boundary: Optional[str] = typer.Option(None, "--boundary", help="Boundary source: none, fixed, whitespace, dtp-entropy, dtp-unigram, dtp-gumbel, magnet, speak."),
+        boundary: Optional[str] = typer.Option(None, "--boundary", help=f"Boundary source: {', '.join(source_names())}."),
         corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus spec: a path (.txt/.xz/.gz), embedded, text8, enwik8, wiki40b:LANG, ..."),
         preset: Optional[str] = typer.Option(None, "--preset", help="Scale preset: cpu-tiny, cpu-small, paper."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps."),
@@ -48,7 +50,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     ) -> None:
         """Train an hourglass LM with a boundary source, or a token LM (--model) over a tokenization (--tokenizer);
         writes OUT/metrics.json."""
-        from speak.eval.metrics import train_and_evaluate
+        from speak.experiments.pipeline import train_and_evaluate
         from speak.train.config import load_config
 
         flags = dict(boundary=boundary, corpus=corpus, preset=preset, steps=steps, seed=seed, out=out,
@@ -94,8 +96,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @bench_app.command("boundaries")
     def bench_boundaries_cmd(
         corpus: str = typer.Option("embedded", "--corpus"),
-        a: str = typer.Option("speak", "--a", help="First boundary source (numerator of the ratio)."),
-        b: str = typer.Option("dtp-unigram", "--b", help="Second boundary source (denominator)."),
+        a: str = typer.Option(BENCH_PAIR[0], "--a",
+                              help="First boundary source (numerator of the ratio)."),
+        b: str = typer.Option(BENCH_PAIR[1], "--b",
+                              help="Second boundary source (denominator)."),
         steps: int = typer.Option(20, "--steps", help="Timed training steps per source (after 2 warm-up steps)."),
         preset: str = typer.Option("cpu-small", "--preset"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -106,7 +110,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON too."),
     ) -> None:
         """Time training steps of two boundary sources on the same model side by side; print the ratio a/b."""
-        from speak.eval.metrics import bench_boundaries
+        from speak.experiments.pipeline import bench_boundaries
 
         res = bench_boundaries(corpus, a, b, steps=steps, preset=preset, batch_size=batch_size, seq_len=seq_len,
                                seed=seed, device=device, sets=tuple(set_))

@@ -9,15 +9,12 @@
   inference time = the whole forward. Median milliseconds over N batches, ``torch.no_grad``, eval mode, after
   warm-up, CUDA synchronised.
 
-Also the run pipeline used by ``speak train`` / ``speak eval`` / ``speak bench boundaries``: train, evaluate,
-write ``metrics.json`` atomically.
+Also :func:`evaluate_run` (``speak eval``): re-evaluate a saved run.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speak.train.data import EvalWindow, count_eval_windows, eval_windows
+from speak.units import LN2
 
-LN2 = math.log(2.0)
-METRICS_FILE = "metrics.json"
 REQUIRED_KEYS = (
     "bpc", "sf", "lm_params", "tokenizer_params", "tokenize_ms_per_batch", "infer_ms_per_batch", "steps", "boundary",
     "corpus", "seed",
@@ -125,23 +121,15 @@ def evaluate_bpc(
     }
 
 
-def shortening_factor(chars: float, tokens: float) -> float:
-    """Characters per token."""
-    return float(chars) / max(float(tokens), 1.0)
-
-
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(lm_params, tokenizer_params): ``speak.lm.hourglass.count_parameters`` for models with a boundary source,
     else every parameter counts for the LM."""
     core = getattr(model, "module", model)
     if hasattr(core, "boundary_source"):
-        try:
-            from speak.lm.hourglass import count_parameters
-        except ImportError:
-            count_parameters = None
-        if count_parameters is not None:
-            lm, tok = count_parameters(core)
-            return int(lm), int(tok)
+        from speak.lm.hourglass import count_parameters
+
+        lm, tok = count_parameters(core)
+        return int(lm), int(tok)
     return int(sum(p.numel() for p in core.parameters())), 0
 
 
@@ -276,70 +264,19 @@ def final_metrics(model: nn.Module, cfg, data, *, train_summary: dict[str, Any] 
     return metrics
 
 
-def train_and_evaluate(cfg, *, resume: bool = False, plugins=()) -> dict[str, Any]:
-    """What ``speak train`` does: prepare data and model, train (DDP under torchrun), evaluate on the test split,
-    write ``OUT/metrics.json`` (rank 0, atomically). Returns the metrics (rank 0) or {} (other ranks)."""
-    from speak.train import trainer as T
-    from speak.atomic import atomic_write_json
-
-    dist_info = T.init_distributed(cfg.device)
-    out_dir = Path(cfg.out)
-    vocab = None
-    if resume and (out_dir / "vocab.json").is_file():
-        _, vocab = T.read_run_files(out_dir)
-    data = T.prepare_data(cfg, vocab)
-    T.check_splits(data)
-    stream, extra_plugins = T.build_training_stream(cfg, data, dist_info, out_dir / "cache")  # checks batch size
-    T.seed_everything(cfg.seed)
-    model = T.build_model(cfg, data.vocab)
-    if dist_info.is_main:
-        T.write_run_files(cfg, data.vocab, out_dir)
-    t0 = time.perf_counter()
-    trainer = T.Trainer(model, T.default_objective(), stream, make_valid_fn(cfg, data.valid_ids), cfg,
-                        plugins=[*extra_plugins, *plugins], dist_info=dist_info)
-    summary = trainer.fit(resume=resume)
-    train_seconds = time.perf_counter() - t0
-    if not dist_info.is_main:
-        _finish_distributed(dist_info)
-        return {}
-    try:
-        metrics = final_metrics(trainer.model, cfg, data, train_summary=summary)
-    finally:
-        _finish_distributed(dist_info)
-    times = trainer.step_times[1:] or trainer.step_times
-    metrics["train_seconds"] = train_seconds
-    metrics["ms_per_step"] = 1e3 * statistics.median(times) if times else None
-    metrics["world_size"] = dist_info.world_size
-    metrics["resumed_at"] = summary.get("resumed_at")
-    atomic_write_json(out_dir / METRICS_FILE, metrics)
-    return metrics
-
-
-def _finish_distributed(dist_info) -> None:
-    """Wait for rank 0's final evaluation, then leave the process group."""
-    if dist_info.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def evaluate_run(run_dir: str | Path, *, corpus: str | None = None, write: bool = True) -> dict[str, Any]:
     """Re-evaluate a run's last checkpoint on the test split of its corpus (or of ``corpus``, encoded with the run's
     vocabulary). Writes ``RUN/eval.json`` (or ``eval-<corpus>.json``) atomically and returns the metrics."""
-    from speak.train import trainer as T
     from speak.atomic import atomic_write_json
-    from speak.train.checkpoint import load_checkpoint, load_model_weights
+    from speak.train.runs import load_run_model, prepare_data
+    from speak.train.trainer import resolve_device
 
     run_dir = Path(run_dir)
-    cfg, vocab = T.read_run_files(run_dir)
-    ckpt = load_checkpoint(run_dir / T.CHECKPOINT_DIR)
+    cfg, vocab, model, ckpt = load_run_model(run_dir)
     if corpus is not None:
         cfg = cfg.replace(corpus=corpus)
-    data = T.prepare_data(cfg, vocab)
-    model = T.build_model(cfg, vocab)
-    load_model_weights(model, ckpt.model, where=f"checkpoint {ckpt.path}")
-    model.to(T.resolve_device(cfg.device))
+    data = prepare_data(cfg, vocab)
+    model.to(resolve_device(cfg.device))
     metrics = final_metrics(model, cfg, data, train_summary={"step": ckpt.step})
     metrics["checkpoint"] = str(ckpt.path)
     if write:
@@ -350,58 +287,3 @@ def evaluate_run(run_dir: str | Path, *, corpus: str | None = None, write: bool 
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))[-60:]
-
-
-def bench_boundaries(
-    corpus: str = "embedded",
-    a: str = "speak",
-    b: str = "dtp-unigram",
-    *,
-    steps: int = 20,
-    preset: str = "cpu-small",
-    batch_size: int | None = None,
-    seq_len: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    sets: tuple[str, ...] = (),
-    warmup_steps: int = 2,
-    out=sys.stdout,
-) -> dict[str, Any]:
-    """Train the same model with boundary sources ``a`` and ``b`` side by side (their steps interleaved, so both
-    see the same machine load) for ``steps`` steps each; report the median seconds per training step of each and
-    the ratio a / b (target for speak vs dtp-unigram: <= 1.10)."""
-    from speak.train import trainer as T
-    from speak.train.config import load_config
-
-    results: dict[str, Any] = {"a": a, "b": b, "steps": steps, "preset": preset, "corpus": corpus}
-    trainers = {}
-    data = None
-    for name in (a, b):
-        flags = {"corpus": corpus, "boundary": name, "preset": preset, "steps": steps + warmup_steps, "seed": seed,
-                 "device": device, "batch_size": batch_size, "seq_len": seq_len, "quiet": True,
-                 "eval_every": 0, "checkpoint_every": 0, "out": "bench-unused"}
-        cfg = load_config(flags=flags, sets=list(sets))
-        if data is None:
-            data = T.prepare_data(cfg)
-        dist_info = T.DistInfo()
-        stream, plugins = T.build_training_stream(cfg, data, dist_info, None)
-        T.seed_everything(seed)
-        model = T.build_model(cfg, data.vocab)
-        trainers[name] = T.Trainer(model, T.default_objective(), stream, None, cfg, out_dir=None, quiet=True,
-                                   dist_info=dist_info, plugins=plugins)
-    for _ in range(steps + warmup_steps):
-        for name in (a, b):
-            trainers[name].train_step()
-    for name in (a, b):
-        times = trainers[name].step_times[warmup_steps:]
-        results[f"{name}_s_per_step"] = float(statistics.median(times))
-        results[f"{name}_mean_s_per_step"] = float(sum(times) / len(times))
-        results[f"{name}_final_loss"] = trainers[name].history[-1]["loss"]
-        results[f"{name}_sf"] = trainers[name].history[-1].get("sf")
-    ratio = results[f"{a}_s_per_step"] / results[f"{b}_s_per_step"]
-    results["ratio"] = ratio
-    if out is not None:
-        print(f"{a:>12}: {1e3 * results[f'{a}_s_per_step']:.1f} ms/step (median of {steps})", file=out)
-        print(f"{b:>12}: {1e3 * results[f'{b}_s_per_step']:.1f} ms/step (median of {steps})", file=out)
-        print(f"ratio {a}/{b}: {ratio:.3f}x", file=out)
-    return results

@@ -15,12 +15,13 @@ from typing import Any
 from speak.errors import SpeakError
 from speak.experiments import report as R
 from speak.experiments.compare import Runner, parse_list, run_grid
-from speak.experiments.runner import TABLE3_VARIANTS, TABLE5_VARIANTS, corpus_name, resolve_method
+from speak.experiments.runner import corpus_name
+from speak.experiments.variants import SPEAK, TABLE3_VARIANTS, TABLE5_VARIANTS, resolve_method
 
 __all__ = ["DEFAULT_VARIANTS", "ablate", "write_ablation_outputs"]
 
 DEFAULT_VARIANTS = tuple(dict.fromkeys(TABLE3_VARIANTS + TABLE5_VARIANTS))
-REFERENCE = "speak"
+REFERENCE = SPEAK
 
 
 def ablate(corpora: Sequence[str], variants: Sequence[str] = DEFAULT_VARIANTS, *, preset: str = "cpu-small",
@@ -32,7 +33,7 @@ def ablate(corpora: Sequence[str], variants: Sequence[str] = DEFAULT_VARIANTS, *
         raise SpeakError("ablate needs at least one --corpus")
     variants = parse_list(variants)
     for v in variants:
-        if resolve_method(v).boundary != "speak":
+        if resolve_method(v).boundary != resolve_method(REFERENCE).boundary:
             raise SpeakError(f"ablation variant {v!r} is not a SPEAK variant")
     if REFERENCE not in variants:
         variants = [REFERENCE] + variants  # the t-tests need the full model

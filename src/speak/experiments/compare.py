@@ -18,11 +18,12 @@ from typing import Any
 
 from speak.errors import SpeakError
 from speak.experiments import report as R
+from speak.experiments.variants import COMPARE_METHODS, SPEAK
 from speak.experiments.runner import METRICS_FILE, corpus_name, load_record, resolve_method, run_dir_for, run_training
 
 __all__ = ["DEFAULT_METHODS", "compare", "parse_list", "run_grid"]
 
-DEFAULT_METHODS = ("vanilla", "dtp-entropy", "dtp-unigram", "magnet", "speak")
+DEFAULT_METHODS = COMPARE_METHODS
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -46,8 +47,7 @@ def _log(msg: str, quiet: bool) -> None:
 
 def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, seeds: Sequence[int], steps: int,
              out: str | Path, sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None,
-             quiet: bool = False, skip_unavailable: bool = True,
-             report_only: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+             quiet: bool = False, report_only: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Train every (method, corpus, seed) not yet done; returns (records, notes). ``runner`` defaults to
     :func:`speak.experiments.runner.run_training` (tests pass a stand-in). ``report_only``: train nothing, take
     the finished runs and name the missing ones in the notes (e.g. a grid trained by several workers)."""
@@ -64,13 +64,6 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
     for i, (spec, corpus, seed) in enumerate(todo, 1):
         run_dir = run_dir_for(out, spec.name, corpus, seed)
         tag = f"[{i}/{len(todo)}] {spec.name} on {corpus_name(corpus)} seed {seed}"
-        if not spec.available:
-            msg = f"{spec.name} skipped: {spec.note}"
-            if msg not in notes:
-                notes.append(msg)
-            if not skip_unavailable:
-                raise SpeakError(msg)
-            continue
         if (run_dir / METRICS_FILE).is_file():
             rec = load_record(run_dir, method=spec.name, corpus=corpus, seed=seed)
             rec["reused"] = True
@@ -118,13 +111,13 @@ def compare(corpora: Sequence[str], methods: Sequence[str] = DEFAULT_METHODS, *,
     records, notes = run_grid(methods, corpora, preset=preset, seeds=seed_list, steps=steps, out=out, sets=sets,
                               runner=runner, device=device, quiet=quiet, report_only=report_only)
     names = [corpus_name(c) for c in corpora]
-    return write_compare_outputs(out, records, methods, names, target=target or "speak", notes=notes, plots=plots,
+    return write_compare_outputs(out, records, methods, names, target=target or SPEAK, notes=notes, plots=plots,
                                  header=f"preset {preset}, {steps} steps, seeds {seed_list}"
                                         + (f", overrides {list(sets)}" if sets else ""))
 
 
 def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str],
-                          *, target: str = "speak", notes: Sequence[str] = (), plots: bool = True,
+                          *, target: str = SPEAK, notes: Sequence[str] = (), plots: bool = True,
                           header: str = "") -> dict[str, Any]:
     """results.json, significance.json, report.md / report.html from records (no training)."""
     out = Path(out)

@@ -18,10 +18,11 @@ from speak.errors import SpeakError
 from speak.experiments import report as R
 from speak.experiments.compare import Runner, parse_list, run_grid
 from speak.experiments.runner import corpus_name
+from speak.experiments.variants import EFFICIENCY_METHODS
 
 __all__ = ["efficiency", "load_results", "write_efficiency_outputs"]
 
-METHODS = ("magnet", "speak")
+METHODS = EFFICIENCY_METHODS
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
@@ -43,7 +44,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
 
 
 def efficiency(*, corpora: Sequence[str] = (), from_results: Sequence[str | Path] = (),
-               methods: Sequence[str] = METHODS, reference: str = "magnet", preset: str = "cpu-small",
+               methods: Sequence[str] = METHODS, reference: str = METHODS[0], preset: str = "cpu-small",
                seeds: int | Sequence[int] = 1, steps: int = 2000, out: str | Path = "experiments/efficiency",
                sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None,
                quiet: bool = False) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def efficiency(*, corpora: Sequence[str] = (), from_results: Sequence[str | Path
 
 
 def write_efficiency_outputs(out: Path, records: list[dict[str, Any]], corpora: Sequence[str],
-                             methods: Sequence[str] = METHODS, *, reference: str = "magnet",
+                             methods: Sequence[str] = METHODS, *, reference: str = METHODS[0],
                              notes: Sequence[str] = ()) -> dict[str, Any]:
     out = Path(out)
     table, data = R.efficiency_table(records, corpora, methods, reference=reference)

@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from speak.errors import SpeakError
 from speak.experiments.plots import plot_lines, plot_segmentation
 from speak.experiments.runner import corpus_name, resolve_method
+from speak.experiments.variants import EFFICIENCY_METHODS, SPEAK
 
 __all__ = [
     "Stat",
@@ -182,7 +184,7 @@ def _label(method: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- tables
 def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str],
-                                  *, target: str = "speak", metric: str = "bpc") -> list[dict[str, Any]]:
+                                  *, target: str = SPEAK, metric: str = "bpc") -> list[dict[str, Any]]:
     """Per corpus (and "Avg."): Welch t-test of ``target``'s metric against the baseline with the lowest mean.
 
     Baselines are the other methods of ``methods`` except SPEAK's own variants (``speak-*``). Each row: corpus,
@@ -214,7 +216,7 @@ def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Se
 
 
 def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str], *,
-           target: str = "speak") -> Table:
+           target: str = SPEAK) -> Table:
     """Table 1: test BPC and SF per corpus and their average, mean ± std over seeds; ``*`` on the target's BPC
     where its Welch t-test against the best baseline gives p < 0.05."""
     bpc = group_values(records, "bpc")
@@ -237,12 +239,21 @@ def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: S
                  note=f"* = {target}'s BPC differs from the best baseline's with p < 0.05 (Welch two-sample t-test).")
 
 
+def _source_of(method: str) -> str | None:
+    try:
+        return resolve_method(method).boundary
+    except SpeakError:  # a name from someone else's results
+        return None
+
+
 def _baselines(methods: Sequence[str], target: str) -> list[str]:
-    return [m for m in methods if m != target and not m.startswith("speak")]
+    """Every method but the target and the target's own variants (same boundary source)."""
+    source = _source_of(target)
+    return [m for m in methods if m != target and (source is None or _source_of(m) != source)]
 
 
 def verdicts(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str], *,
-             target: str = "speak", sf_tolerance: float = 0.05) -> list[dict[str, Any]]:
+             target: str = SPEAK, sf_tolerance: float = 0.05) -> list[dict[str, Any]]:
     """Per corpus: does ``target``'s mean BPC reach the best baseline's (lowest mean BPC) at a mean SF no lower
     than that baseline's minus ``sf_tolerance`` (relative)? A BPC win at a much shorter SF is not a win."""
     bpc, sf = group_values(records, "bpc"), group_values(records, "sf")
@@ -286,7 +297,7 @@ def significance_table(rows: Sequence[dict[str, Any]]) -> Table:
 
 
 def ablation_tests(records: Sequence[dict[str, Any]], variants: Sequence[str], corpora: Sequence[str], *,
-                   reference: str = "speak") -> list[dict[str, Any]]:
+                   reference: str = SPEAK) -> list[dict[str, Any]]:
     """Welch t-tests of each variant against ``reference`` on BPC and SF, per corpus."""
     out = []
     for metric in ("bpc", "sf"):
@@ -306,7 +317,7 @@ def ablation_tests(records: Sequence[dict[str, Any]], variants: Sequence[str], c
 
 
 def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str], corpora: Sequence[str], *,
-                   reference: str = "speak", title: str = "Ablations", reset_columns: bool = True) -> Table:
+                   reference: str = SPEAK, title: str = "Ablations", reset_columns: bool = True) -> Table:
     """Tables 3 / 5: per variant and corpus, BPC and SF (mean ± std) with the Welch p value against ``reference``."""
     tests = {(r["variant"], r["corpus"], r["metric"]): r for r in ablation_tests(records, variants, corpora,
                                                                                  reference=reference)}
@@ -333,7 +344,7 @@ def ablation_table(records: Sequence[dict[str, Any]], variants: Sequence[str], c
 
 
 def efficiency_table(records: Sequence[dict[str, Any]], corpora: Sequence[str],
-                     methods: Sequence[str] = ("magnet", "speak"), *, reference: str = "magnet") -> tuple[Table, list]:
+                     methods: Sequence[str] = EFFICIENCY_METHODS, *, reference: str = EFFICIENCY_METHODS[0]) -> tuple[Table, list]:
     """Table 4: tokenization and inference ms per batch (with speedup vs ``reference``), LM and tokenizer
     parameters and the tokenizer's share, per corpus and averaged over corpora ("Avg.")."""
     keys = ("tokenize_ms_per_batch", "infer_ms_per_batch", "lm_params", "tokenizer_params")
@@ -529,19 +540,16 @@ def segmentation_from_run(run_dir: str | Path, path: str | Path, *, text: str | 
     resets; None when the run is not a SPEAK run or cannot be loaded."""
     import torch
 
-    from speak.train import trainer as T
-    from speak.train.checkpoint import load_checkpoint, load_model_weights
+    from speak.lm.boundaries import Targets, get_source
+    from speak.train.runs import load_run_model, load_splits, read_run_files
 
-    run_dir = Path(run_dir)
-    cfg, vocab = T.read_run_files(run_dir)
-    if cfg.boundary != "speak":
+    cfg, _ = read_run_files(run_dir)
+    if get_source(cfg.boundary).needs is not Targets.PROXY:  # a spiking tokenizer trained on the proxy
         return None
-    ckpt = load_checkpoint(run_dir / T.CHECKPOINT_DIR)
-    model = T.build_model(cfg, vocab)
-    load_model_weights(model, ckpt.model, where=f"checkpoint {ckpt.path}")
+    cfg, vocab, model, _ = load_run_model(run_dir)
     model.eval()
     if text is None:
-        text = T.load_splits(cfg.corpus, cfg.clean).test[: max(n_chars, 1)]
+        text = load_splits(cfg.corpus, cfg.clean).test[: max(n_chars, 1)]
     text = text[: min(len(text), cfg.seq_len)]
     ids = torch.as_tensor(np.asarray(vocab.encode_array(text), dtype=np.int64))[None, :]  # [1, L]
     with torch.no_grad():

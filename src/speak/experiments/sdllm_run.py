@@ -21,13 +21,13 @@ def convert_run(run_dir: str | Path, *, time_steps: int = 4, max_windows: int | 
     """
     from speak.lm.spiking.sdllm import SDLLMConfig, convert
     from speak.train import token_lm
-    from speak.train import trainer as T
     from speak.train.config import config_from_dict
+    from speak.train.runs import load_splits
 
     run_dir = Path(run_dir)
     model, vocab, segmenter, info = token_lm.load_run(run_dir)
     cfg = config_from_dict(json.loads((run_dir / "config.json").read_text(encoding="utf-8")), validate_model=False)
-    splits = T.load_splits(cfg.corpus, cfg.clean)
+    splits = load_splits(cfg.corpus, cfg.clean)
     test = token_lm.encode_text(vocab, segmenter, splits.test)
     train = token_lm.encode_text(vocab, segmenter, splits.train[: 200 * cfg.seq_len])
     L = min(cfg.seq_len, train.ids.size - 1)

@@ -11,14 +11,9 @@ from speak.text.segment import segment
 
 def load_run_model(run_dir: str | Path):
     """(model in eval mode, its CharVocab) from a run folder's last checkpoint."""
-    from speak.train import trainer as T
-    from speak.train.checkpoint import load_checkpoint, load_model_weights
+    from speak.train.runs import load_run_model as load
 
-    run_dir = Path(run_dir)
-    cfg, vocab = T.read_run_files(run_dir)
-    ckpt = load_checkpoint(run_dir / T.CHECKPOINT_DIR)
-    model = T.build_model(cfg, vocab)
-    load_model_weights(model, ckpt.model, where=f"checkpoint {ckpt.path}")
+    _, vocab, model, _ = load(run_dir)
     return model.eval(), vocab
 
 

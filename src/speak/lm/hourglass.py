@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from speak.errors import SpeakError
 from speak.lm.boundaries import BoundaryConfig, BoundaryOutput, make_boundary_source
 from speak.lm.pooling import downsample, upsample
+from speak.presets import HOURGLASS_PRESETS
 
 __all__ = [
     "PRESETS",
@@ -50,7 +51,7 @@ class HourglassConfig:
     dropout: float = 0.1
     max_len: int = 2048
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
-    alphabet: tuple[str, ...] | None = None  # id -> character string; needed by 'whitespace' and 'magnet'
+    alphabet: tuple[str, ...] | None = None  # id -> character string; needed by sources with needs_alphabet
     norm_first: bool = False  # False = post-LN (DTP)
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class HourglassConfig:
         if self.alphabet is not None and len(self.alphabet) != self.vocab_size:
             raise SpeakError(f"hourglass alphabet has {len(self.alphabet)} entries but vocab_size is {self.vocab_size}")
         self.boundary.validate()
-        if self.boundary.name in ("whitespace", "magnet") and self.alphabet is None:
+        if self.boundary.source.needs_alphabet and self.alphabet is None:
             raise SpeakError(f"boundary source {self.boundary.name!r} needs HourglassConfig.alphabet (id -> character)")
 
     @classmethod
@@ -101,13 +102,7 @@ def alphabet_from_vocab(vocab: Any) -> tuple[str, ...]:
     return tuple(vocab.char_of(i) for i in range(len(vocab)))
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(d_model=512, n_heads=8, d_ff=2048, layers=(2, 8, 2), dropout=0.1, max_len=2048),
-    # CPU presets run no dropout: their short runs are underfit, and attention dropout forces SDPA's math path,
-    # which cost a third of a cpu-small step (measured with torch.profiler).
-    "cpu-small": dict(d_model=128, n_heads=4, d_ff=512, layers=(1, 2, 1), dropout=0.0, max_len=2048),
-    "cpu-tiny": dict(d_model=32, n_heads=2, d_ff=64, layers=(1, 1, 1), dropout=0.0, max_len=512),
-}
+PRESETS = HOURGLASS_PRESETS  # model sizes by name (speak.presets)
 
 
 @dataclass

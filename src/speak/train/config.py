@@ -1,9 +1,14 @@
 """Typed training configuration: defaults < preset < config file < plain CLI flags < ``--set key=value``.
 
-A run is fully described by one :class:`TrainConfig`. Presets (``cpu-tiny``, ``cpu-small``, ``paper``) bundle the
-training-protocol defaults for a scale; the model size of the same name comes from ``speak.lm.hourglass``'s
-presets (``model`` holds per-field overrides of that model config). ``configs/<preset>.yaml`` are the same presets
-as files (a test keeps them in sync).
+A run is fully described by one :class:`TrainConfig`. It is one tree of typed dataclasses from the CLI to the
+kernel: ``model.*`` are fields of :class:`speak.lm.hourglass.HourglassConfig`, ``model.boundary.*`` fields of the
+chosen boundary source's ``Options`` (``speak.lm.boundaries``), ``model.boundary.speak.*`` fields of
+:class:`speak.tokenizer.TokenizerConfig`, ``proxy.*`` fields of :class:`speak.train.proxy.ProxyConfig`.
+``--set a.b.c=value`` walks that tree: each value is converted to its field's type, and an unknown key is one
+error line listing the valid keys at its level. ``model`` and ``proxy`` hold only the keys a run changes.
+
+Presets (``cpu-tiny``, ``cpu-small``, ``paper``) live in :mod:`speak.presets`; ``configs/<preset>.yaml`` are the
+same presets as files (a test keeps them in sync).
 
 Files are YAML (``yaml.safe_load``) or TOML (``tomllib``); nothing is ever evaluated. Unknown keys and invalid
 values raise :class:`speak.errors.SpeakError` with one line naming the key.
@@ -11,23 +16,21 @@ values raise :class:`speak.errors.SpeakError` with one line naming the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
 import typing
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from speak.errors import SpeakError
+from speak.lm.boundaries.registry import DEFAULT as DEFAULT_SOURCE
+from speak.presets import TRAINING_PRESETS
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
-
-# Boundary sources named by the architecture doc; the live registry in speak.lm.boundaries wins when present.
-KNOWN_BOUNDARIES = ("none", "fixed", "whitespace", "dtp-entropy", "dtp-unigram", "dtp-gumbel", "magnet", "speak")
-
-# Boundary sources that train on corpus-aligned exemplar (SentencePiece Unigram) boundaries.
-NEEDS_EXEMPLAR_TARGETS = frozenset({"dtp-unigram", "speak"})
 
 # Keys that may change when a run is resumed (operational knobs); everything else must match the checkpoint.
 RESUME_MUTABLE = frozenset(
@@ -43,11 +46,11 @@ class TrainConfig:
     """Everything a training run needs. Field docs are the CLI/YAML key documentation."""
 
     corpus: str = "embedded"  # a load_corpus spec: a path (.txt/.xz/.gz), "embedded", "text8", ...
-    boundary: str = "none"  # boundary source name (none, fixed, whitespace, dtp-*, magnet, speak)
+    boundary: str = DEFAULT_SOURCE  # boundary source name (speak.lm.boundaries.registry)
     preset: str = "cpu-small"  # scale preset: training defaults here + the model preset of the same name
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the model config's fields
     clean: str | None = None  # DTP cleaner language (e.g. "en") applied to the corpus, or None
-    exemplar: str = "unigram"  # exemplar segmenter spec for corpus-aligned boundary targets (dtp-unigram, speak)
+    exemplar: str = "unigram"  # exemplar segmenter spec for sources that train on exemplar or proxy targets
     exemplar_vocab: int = 1000  # vocabulary size of the exemplar trained on the train split
     exemplar_anchor: str = "start"  # where exemplar boundaries sit for a causal predictor: start | end (text.segment)
     steps: int = 2000
@@ -71,7 +74,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500  # 0 = only at the end
     quiet: bool = False
-    proxy: dict[str, Any] = field(default_factory=dict)  # options of the SPEAK proxy / MH plug-in (later)
+    proxy: dict[str, Any] = field(default_factory=dict)  # overrides of ProxyConfig (sources with proxy targets)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -96,38 +99,79 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------- presets
-# Training-protocol defaults per scale. The "paper" preset is DTP's protocol (SPEC section 4).
-PRESETS: dict[str, dict[str, Any]] = {
-    "cpu-tiny": {
-        "preset": "cpu-tiny", "steps": 200, "batch_size": 8, "seq_len": 128, "lr": 2e-3, "warmup": 20,
-        "eval_every": 100, "eval_windows": 16, "eval_batch_size": 16, "test_windows": 64,
-        "timing_batches": 5, "log_every": 10, "checkpoint_every": 100, "exemplar_vocab": 500,
-    },
-    "cpu-small": {
-        "preset": "cpu-small", "steps": 2000, "batch_size": 8, "seq_len": 512, "lr": 1e-3, "warmup": 200,
-        "eval_every": 500, "eval_windows": 32, "eval_batch_size": 8, "test_windows": 0,
-        "timing_batches": 10, "log_every": 10, "checkpoint_every": 500, "exemplar_vocab": 1000,
-    },
-    "paper": {
-        "preset": "paper", "steps": 200_000, "batch_size": 8, "seq_len": 2048, "lr": 2.5e-4, "warmup": 4000,
-        "grad_clip": 0.25, "eval_every": 5000, "eval_windows": 64, "eval_scored": 512, "eval_context": 1536,
-        "eval_batch_size": 8, "test_windows": 0, "timing_batches": 20, "log_every": 100,
-        "checkpoint_every": 5000, "amp": "auto", "exemplar_vocab": 8000,
-    },
-}
-
-
-def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
+PRESETS: dict[str, dict[str, Any]] = TRAINING_PRESETS  # training-protocol defaults per scale (speak.presets)
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
-def _unknown_key(key: str, where: str) -> SpeakError:
-    close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return SpeakError(f"unknown config key '{key}'{where}{hint}")
+# ---------------------------------------------------------------------------------------------- the typed tree
+def _nested_roots() -> dict[str, tuple[type, tuple[str, ...]]]:
+    """TrainConfig fields whose values override a lower layer's typed config: field -> (dataclass, keys it omits)."""
+    from speak.lm.hourglass import HourglassConfig
+    from speak.train.proxy import ProxyConfig
+
+    return {"model": (HourglassConfig, ("vocab_size", "alphabet")), "proxy": (ProxyConfig, ())}
+
+
+def _level(cls: type, omit: tuple[str, ...], boundary: str) -> dict[str, tuple[Any, tuple | None]]:
+    """The keys at one level of the tree: name -> (type, (child dataclass, omitted keys) or None for a leaf)."""
+    hints = typing.get_type_hints(cls)
+    roots = _nested_roots() if cls is TrainConfig else {}
+    out: dict[str, tuple[Any, tuple | None]] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in omit:
+            continue
+        child = roots.get(f.name)
+        if f.name == "boundary" and cls is not TrainConfig:  # the hourglass's BoundaryConfig: the source's options
+            from speak.lm.boundaries import get_source
+
+            child = (get_source(boundary).Options, ())
+        elif "schema" in f.metadata:  # an override mapping of another config (e.g. the SPEAK tokenizer's)
+            child = (f.metadata["schema"], tuple(f.metadata.get("exclude", ())))
+        out[f.name] = (hints[f.name], child)
+    return out
+
+
+def _unknown_key(path: str, valid: Iterable[str], where: str = "") -> SpeakError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(path.rsplit(".", 1)[-1], valid, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    level = f"valid {path.rsplit('.', 1)[0]}.* keys" if "." in path else "valid keys"
+    return SpeakError(f"unknown config key '{path}'{where} ({hint}{level}: {', '.join(valid)})")
+
+
+def set_key(tree: dict[str, Any], path: str, value: Any, *, where: str = "", text: bool = False) -> None:
+    """Set ``path`` (dotted, e.g. ``model.boundary.speak.theta``) in a TrainConfig mapping, walking the typed tree:
+    the value is converted to the field's type (``text``: it came from the command line), a mapping merges key by
+    key; an unknown key or a wrong type is a one-line SpeakError."""
+    keys = path.split(".")
+    level = _level(TrainConfig, (), str(tree.get("boundary", TrainConfig.boundary)))
+    node = tree
+    for depth, key in enumerate(keys):
+        here = ".".join(keys[: depth + 1])
+        if key not in level:
+            raise _unknown_key(here, level, where)
+        tp, child = level[key]
+        if depth == len(keys) - 1:
+            if child is None:
+                node[key] = _coerce(here, _parse_scalar(value) if text and _wants_parse(tp) else value, tp)
+                return
+            mapping = _coerce(here, value, dict)
+            for sub, v in mapping.items():
+                set_key(tree, f"{here}.{sub}", v, where=where)
+            return
+        if child is None:
+            raise SpeakError(f"config key '{here}' has no sub-keys (got '{path}')")
+        node[key] = dict(node.get(key) or {})  # copy on write: presets and defaults stay untouched
+        node = node[key]
+        level = _level(child[0], child[1], str(tree.get("boundary", TrainConfig.boundary)))
+
+
+def _wants_parse(tp: Any) -> bool:
+    """Whether a command-line string for a field of type ``tp`` is parsed as YAML first (containers, Any)."""
+    origin = typing.get_origin(tp) or tp
+    return origin in (tuple, list, dict) or tp is Any
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
@@ -140,6 +184,17 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(key, value, inner[0])
+    if tp is Any:
+        return value
+    if origin in (tuple, list) or tp in (tuple, list):
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if not isinstance(value, (list, tuple)):
+            raise SpeakError(f"config key '{key}' must be a list, got {value!r}")
+        inner = [a for a in args if a is not Ellipsis] or [Any]
+        if origin is tuple and Ellipsis not in args and len(args) not in (0, len(value)):
+            raise SpeakError(f"config key '{key}' must have {len(args)} items, got {len(value)}")
+        return [_coerce(f"{key}[{i}]", v, inner[min(i, len(inner) - 1)]) for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if isinstance(value, str):
             import yaml
@@ -150,6 +205,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 raise SpeakError(f"config key '{key}': not a mapping: {value!r} ({err.__class__.__name__})") from None
         if not isinstance(value, dict):
             raise SpeakError(f"config key '{key}' must be a mapping, got {type(value).__name__}")
+        if len(args) == 2:
+            return {str(k): _coerce(f"{key}.{k}", v, args[1]) for k, v in value.items()}
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -208,52 +265,27 @@ def _parse_scalar(text: str) -> Any:
 
 
 def apply_mapping(base: dict[str, Any], mapping: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """Merge a (file) mapping into ``base`` with type coercion; unknown keys raise SpeakError."""
-    hints = _hints()
-    out = dict(base)
-    for key, value in mapping.items():
-        if not isinstance(key, str) or key not in hints:
-            raise _unknown_key(str(key), where)
-        tp = hints[key]
-        if key in ("model", "proxy"):
-            merged = dict(out.get(key) or {})
-            merged.update(_coerce(key, value, tp))
-            out[key] = merged
-        else:
-            out[key] = _coerce(key, value, tp)
+    """Merge a (file) mapping into ``base`` through the typed tree; unknown keys raise SpeakError."""
+    out = copy.deepcopy(base)
+    items = sorted(mapping.items(), key=lambda kv: isinstance(kv[1], dict))  # plain keys (the boundary) first
+    for key, value in items:
+        if not isinstance(key, str):
+            raise _unknown_key(str(key), FIELD_NAMES, where)
+        set_key(out, key, value, where=where)
     return out
 
 
 def apply_overrides(base: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply ``key=value`` strings (dotted paths into ``model`` / ``proxy``), typed by the dataclass fields."""
-    hints = _hints()
-    out = dict(base)
+    """Apply ``key=value`` strings (dotted paths walk the typed tree), each typed by its field."""
+    out = copy.deepcopy(base)
+    pairs = []
     for item in sets:
         if "=" not in item:
             raise SpeakError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        key = key.strip()
-        head, _, rest = key.partition(".")
-        if head not in hints:
-            raise _unknown_key(head, " (in --set)")
-        if rest:
-            if head not in ("model", "proxy"):
-                raise SpeakError(f"config key '{head}' has no sub-keys (got '{key}')")
-            sub = dict(out.get(head) or {})
-            node = sub
-            parts = rest.split(".")
-            for p in parts[:-1]:
-                node = node.setdefault(p, {})
-                if not isinstance(node, dict):
-                    raise SpeakError(f"config key '{key}': '{p}' is not a mapping")
-            node[parts[-1]] = _parse_scalar(value)
-            out[head] = sub
-        elif head in ("model", "proxy"):
-            merged = dict(out.get(head) or {})
-            merged.update(_coerce(head, value, hints[head]))
-            out[head] = merged
-        else:
-            out[head] = _coerce(head, value, hints[head])
+        pairs.append((key.strip(), value))
+    for key, value in sorted(pairs, key=lambda kv: "." in kv[0]):  # top-level keys (the boundary) first
+        set_key(out, key, value, where=" (in --set)", text=True)
     return out
 
 
@@ -307,11 +339,11 @@ def load_config(
     where = f" (in {path})" if path is not None else ""
     for key in file_map:
         if key not in FIELD_NAMES:
-            raise _unknown_key(str(key), where)
+            raise _unknown_key(str(key), FIELD_NAMES, where)
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     for key in flags:
         if key not in FIELD_NAMES:
-            raise _unknown_key(key, " (in flags)")
+            raise _unknown_key(key, FIELD_NAMES, " (in flags)")
     preset = TrainConfig.preset
     if "preset" in file_map:
         preset = str(file_map["preset"])
@@ -340,34 +372,6 @@ def config_from_dict(data: dict[str, Any], *, validate_model: bool = True) -> Tr
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def known_boundaries() -> tuple[str, ...]:
-    """Boundary source names: the live registry of ``speak.lm.boundaries`` when it exposes one, else the doc's list."""
-    try:
-        from speak.lm import boundaries as b  # noqa: PLC0415
-    except Exception:  # not written yet, or broken: fall back to the documented names
-        return KNOWN_BOUNDARIES
-    for attr in ("BOUNDARY_SOURCES", "SOURCES", "REGISTRY", "BOUNDARIES"):
-        reg = getattr(b, attr, None)
-        if isinstance(reg, dict) and reg:
-            return tuple(str(k) for k in reg)
-        if isinstance(reg, (list, tuple)) and reg:
-            return tuple(str(k) for k in reg)
-    fn = getattr(b, "available_boundaries", None) or getattr(b, "boundary_names", None)
-    if callable(fn):
-        try:
-            return tuple(str(k) for k in fn())
-        except Exception:
-            pass
-    return KNOWN_BOUNDARIES
-
-
-def _check_model_overrides(cfg: TrainConfig) -> None:
-    """Validate ``model`` against the hourglass config when that module exists; always check heads | d_model."""
-    from speak.train import trainer  # noqa: PLC0415  (lazy: imports torch and speak.lm)
-
-    trainer.validate_model_config(cfg)
-
-
 def validate(cfg: TrainConfig, *, model: bool = True) -> None:
     """Raise one-line SpeakErrors for invalid values (checked at start-up, before any work)."""
     def positive(name: str, allow_zero: bool = False) -> None:
@@ -395,7 +399,9 @@ def validate(cfg: TrainConfig, *, model: bool = True) -> None:
     dev = cfg.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise SpeakError(f"config key 'device' must be auto, cpu, cuda or cuda:N, got '{dev}'")
-    names = known_boundaries()
+    from speak.lm.boundaries import source_names
+
+    names = source_names()
     if cfg.boundary not in names:
         raise SpeakError(f"unknown boundary '{cfg.boundary}' (known: {', '.join(names)})")
     if cfg.scored + cfg.context > cfg.seq_len:
@@ -408,7 +414,7 @@ def validate(cfg: TrainConfig, *, model: bool = True) -> None:
     if not cfg.out:
         raise SpeakError("config key 'out' is empty")
     if model:
-        _check_model_overrides(cfg)
+        validate_model_config(cfg)
 
 
 def resume_mismatches(saved: dict[str, Any], current: TrainConfig) -> list[str]:
@@ -428,3 +434,35 @@ def dump_yaml(cfg: TrainConfig) -> str:
     import yaml
 
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------- the model config
+def model_config(cfg: TrainConfig, vocab_size: int, alphabet: tuple[str, ...] | None):
+    """The HourglassConfig of a run: the model preset of ``cfg.preset`` + ``cfg.model`` + the boundary source."""
+    from speak.lm.boundaries import BoundaryConfig
+    from speak.lm.hourglass import HourglassConfig
+    from speak.presets import HOURGLASS_PRESETS
+
+    overrides = copy.deepcopy(cfg.model)
+    bopts = dict(overrides.pop("boundary", None) or {})
+    if "layers" in overrides:
+        overrides["layers"] = tuple(overrides["layers"])
+    if cfg.preset not in HOURGLASS_PRESETS:
+        raise SpeakError(f"the model has no preset '{cfg.preset}' (known: {', '.join(HOURGLASS_PRESETS)})")
+    base = dict(HOURGLASS_PRESETS[cfg.preset])
+    base.update(overrides)
+    base["max_len"] = max(int(base.get("max_len", cfg.seq_len)), cfg.seq_len)
+    try:
+        return HourglassConfig(vocab_size=vocab_size, alphabet=alphabet,
+                               boundary=BoundaryConfig(cfg.boundary, **bopts), **base)
+    except TypeError as err:
+        raise SpeakError(f"invalid model config: {err}") from None
+
+
+def validate_model_config(cfg: TrainConfig) -> None:
+    """Check ``cfg.model`` and ``cfg.proxy`` against their typed configs (with a stand-in alphabet) at start-up."""
+    from speak.train.proxy import ProxyConfig
+
+    alphabet = ("<pad>", "<unk>", " ", "a", "b", "\n")
+    model_config(cfg, len(alphabet), alphabet)
+    ProxyConfig.from_mapping(cfg.proxy)

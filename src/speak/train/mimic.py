@@ -31,8 +31,8 @@ from speak.text.exemplar import Exemplar, load_exemplar
 from speak.text.segment import anchor_boundaries, shortening_factor
 from speak.text.vocab import PAD_ID, CharVocab
 from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
-from speak.train.entropy import NGramEntropy, reset_targets_from_entropy
-from speak.train.spiking_losses import membrane_loss, reset_loss
+from speak.lm.boundaries.speak_losses import membrane_loss, reset_loss, reset_targets_from_entropy
+from speak.train.entropy import NGramEntropy
 
 
 @dataclass
@@ -47,7 +47,7 @@ class MimicConfig:
     alpha: float = 1.2
     beta: float = 0.6
     second_term: bool = True
-    balanced: bool = False  # L_mem's spiking / silent sums weighted equally (speak.train.spiking_losses)
+    balanced: bool = False  # L_mem's spiking / silent sums weighted equally (speak.lm.boundaries.speak_losses)
     encoder: str = "char-mlp"  # or char-mlp-2, char-ngram (TokenizerConfig)
     char_dim: int = 128
     ngram_order: int = 3  # char-ngram only

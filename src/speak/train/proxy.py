@@ -480,7 +480,7 @@ class ProxyPlugin:
     def on_step_end(self, step: int, batch: Any, out: Any, metrics: dict[str, float]) -> None:
         tok = getattr(getattr(out, "boundary", None), "tokenizer", None)
         if tok is None or getattr(tok, "s", None) is None:
-            raise SpeakError("the proxy plug-in needs the 'speak' boundary source (out.boundary.tokenizer.s)")
+            raise SpeakError("the proxy plug-in needs a spiking boundary source (out.boundary.tokenizer.s)")
         spikes = tok.s.detach()  # [B, L]
         losses = per_row_lm_loss(out.logits, batch.chars[:, 1:])  # [B]
         offsets = batch.offsets

@@ -4,8 +4,8 @@ DDP under torchrun) and scored in **bits per character** so that tokenizations c
 
 Pipeline (``run``):
 
-1. Load the corpus and split it (90/5/5, ``speak.train.trainer.load_splits``).
-2. Segment each split with the tokenizer (``Segmenter``): ``speak`` = the SPEAK tokenizer (default model, or
+1. Load the corpus and split it (90/5/5, ``speak.train.runs.load_splits``).
+2. Segment each split with the tokenizer (``TextSegmenter``): ``speak`` = the SPEAK tokenizer (default model, or
    ``speak:DIR``) scanned line by line, each newline its own segment; ``chars`` = one segment per character;
    ``sentencepiece[:N]`` = a SentencePiece Unigram of N pieces (default 8000) trained on the train split, saved in the run.
 3. Build a frequency-ranked segment vocabulary on the **train split** (``speak.text.segment_vocab``): every
@@ -59,23 +59,19 @@ from torch import Tensor, nn
 
 from speak.atomic import atomic_write_json, read_json
 from speak.errors import SpeakError
+from speak.presets import TOKEN_LM_PRESETS
+from speak.units import LN2
 from speak.train.data import Batch, CharStream, eval_windows
 
-LN2 = math.log(2.0)
 MODEL_TYPES = ("spikegpt", "spikelm", "transformer")
 LM_FILE = "lm.json"
 VOCAB_FILE = "segment_vocab.json"
 SP_FILE = "tokenizer.model"
 MODEL_DIR = "model"
-METRICS_FILE = "metrics.json"
 LM_FORMAT = "speak.TokenLMRun"
 
 # Model size per training preset (same width / depth for the three model types; SpikeGPT has no heads).
-MODEL_PRESETS: dict[str, dict[str, int]] = {
-    "cpu-tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2, "vocab_size": 1000},
-    "cpu-small": {"d_model": 128, "n_layers": 4, "n_heads": 4, "vocab_size": 4000},
-    "paper": {"d_model": 512, "n_layers": 12, "n_heads": 8, "vocab_size": 8000},
-}
+MODEL_PRESETS = TOKEN_LM_PRESETS  # model sizes by name (speak.presets)
 DEFAULT_SENTENCEPIECE = 8000
 
 
@@ -96,7 +92,7 @@ def parse_tokenizer(spec: str) -> tuple[str, str]:
     raise SpeakError(f"unknown tokenizer {spec!r}; expected speak, speak:DIR, chars, sentencepiece or sentencepiece:N")
 
 
-class Segmenter:
+class TextSegmenter:
     """Cuts a text into segments (``"".join(segments(text)) == text``) with one of the tokenizations."""
 
     def __init__(self, spec: str, impl: Any = None) -> None:
@@ -105,7 +101,7 @@ class Segmenter:
         self.impl = impl  # SpeakTokenizer | SentencePieceExemplar | None
 
     @classmethod
-    def build(cls, spec: str, train_text: str, *, run_dir: Path | None = None) -> "Segmenter":
+    def build(cls, spec: str, train_text: str, *, run_dir: Path | None = None) -> "TextSegmenter":
         """Load the SPEAK tokenizer / train SentencePiece on ``train_text`` (or reload it from ``run_dir``)."""
         kind, arg = parse_tokenizer(spec)
         if kind == "speak":
@@ -135,7 +131,7 @@ class Segmenter:
         return ref
 
     @classmethod
-    def from_reference(cls, ref: dict[str, Any], run_dir: Path) -> "Segmenter":
+    def from_reference(cls, ref: dict[str, Any], run_dir: Path) -> "TextSegmenter":
         spec = ref.get("spec")
         if not isinstance(spec, str):
             raise SpeakError(f"{run_dir / LM_FILE}: missing tokenizer spec")
@@ -196,7 +192,7 @@ def encode_segments(vocab, segments: list[str]) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 
-def encode_text(vocab, segmenter: Segmenter, text: str) -> EncodedSplit:
+def encode_text(vocab, segmenter: TextSegmenter, text: str) -> EncodedSplit:
     segs = segmenter.segments(text)
     ids, lengths = encode_segments(vocab, segs)
     return EncodedSplit(ids=ids, lengths=lengths, n_chars=len(text), n_segments=len(segs))
@@ -313,7 +309,7 @@ def evaluate_token_bpc(
 
 @torch.no_grad()
 def energy_metrics(
-    model: nn.Module, split: EncodedSplit, *, seq_len: int, batch_size: int, segmenter: Segmenter | None = None,
+    model: nn.Module, split: EncodedSplit, *, seq_len: int, batch_size: int, segmenter: TextSegmenter | None = None,
     text: str | None = None, constants: str = "45nm-fp32",
 ) -> dict[str, Any]:
     """Firing rate and energy per character with the run-time hooks (``speak.lm.energy``) on one test batch of
@@ -429,6 +425,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
     """What ``speak train --model M --tokenizer TOK`` does (module doc). Returns the metrics (rank 0) or {}."""
     from speak.text.segment_vocab import SegmentVocab
     from speak.train import trainer as T
+    from speak.train.runs import METRICS_FILE, load_splits
 
     kwargs, vocab_size = model_kwargs(cfg, model)
     parse_tokenizer(tokenizer)
@@ -436,7 +433,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
     out_dir = Path(cfg.out)
     say = dist_info.is_main and not cfg.quiet
     t_prep = time.perf_counter()
-    splits = T.load_splits(cfg.corpus, cfg.clean)
+    splits = load_splits(cfg.corpus, cfg.clean)
     resumed_files = resume and (out_dir / LM_FILE).is_file() and (out_dir / VOCAB_FILE).is_file()
     if resumed_files:
         info = _read_lm_file(out_dir)
@@ -445,11 +442,11 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
                 f"cannot resume {out_dir}: it trains {info.get('model')} on {info.get('tokenizer', {}).get('spec')}, "
                 f"this run asks for {model} on {tokenizer}"
             )
-        segmenter = Segmenter.from_reference(info["tokenizer"], out_dir)
+        segmenter = TextSegmenter.from_reference(info["tokenizer"], out_dir)
         vocab = SegmentVocab.load(out_dir / VOCAB_FILE)
         train_segs = segmenter.segments(splits.train)
     else:
-        segmenter = Segmenter.build(tokenizer, splits.train)
+        segmenter = TextSegmenter.build(tokenizer, splits.train)
         train_segs = segmenter.segments(splits.train)
         size = vocab_size
         if segmenter.kind == "sentencepiece" and "vocab_size" not in cfg.model:
@@ -507,7 +504,7 @@ def run(cfg, *, model: str, tokenizer: str = "speak", resume: bool = False) -> d
         _finish(dist_info)
         return {}
     try:
-        metrics = final_metrics(trainer, cfg, model=model, segmenter=segmenter, vocab=vocab, train=train, test=test,
+        metrics = token_lm_metrics(trainer, cfg, model=model, segmenter=segmenter, vocab=vocab, train=train, test=test,
                                 test_text=splits.test, summary=summary)
     finally:
         _finish(dist_info)
@@ -529,7 +526,7 @@ def _finish(dist_info) -> None:
         dist.destroy_process_group()
 
 
-def final_metrics(trainer, cfg, *, model: str, segmenter: Segmenter, vocab, train: EncodedSplit,
+def token_lm_metrics(trainer, cfg, *, model: str, segmenter: TextSegmenter, vocab, train: EncodedSplit,
                   test: EncodedSplit, test_text: str, summary: dict[str, Any]) -> dict[str, Any]:
     """metrics.json: test bpc, firing rate, energy per character, params, throughput and the run's identity."""
     lm = trainer.model
@@ -602,7 +599,7 @@ def load_run(run_dir: str | Path):
     vocab = SegmentVocab.load(run_dir / str(info.get("vocab_file", VOCAB_FILE)))
     if model.config.vocab_size != len(vocab):
         raise SpeakError(f"{run_dir}: the model has {model.config.vocab_size} ids, the vocabulary {len(vocab)}")
-    segmenter = Segmenter.from_reference(info.get("tokenizer") or {}, run_dir)
+    segmenter = TextSegmenter.from_reference(info.get("tokenizer") or {}, run_dir)
     return model, vocab, segmenter, info
 
 

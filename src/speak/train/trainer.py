@@ -22,8 +22,6 @@ shows progress.
 from __future__ import annotations
 
 import csv
-import dataclasses
-import json
 import math
 import os
 import sys
@@ -36,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from speak.atomic import atomic_write_json, atomic_write_text
+from speak.atomic import atomic_write_text
 from speak.errors import SpeakError
 from speak.train.checkpoint import (
     find_checkpoint,
@@ -46,10 +44,10 @@ from speak.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from speak.train.config import NEEDS_EXEMPLAR_TARGETS, TrainConfig, dump_yaml, resume_mismatches
-from speak.train.data import Batch, CharStream, exemplar_boundaries
+from speak.train.config import TrainConfig, resume_mismatches
+from speak.train.data import Batch
+from speak.units import LN2
 
-LN2 = math.log(2.0)
 BASE_COLUMNS = ("step", "lr", "loss", "bpc", "sf", "chars_per_s")
 CHECKPOINT_DIR = "checkpoints"
 TRAIN_LOG = "train_log.csv"
@@ -637,187 +635,3 @@ def _aggregate(rows: list[dict[str, float]]) -> dict[str, Any]:
     out["chars_per_s"] = float(chars / seconds) if seconds > 0 else 0.0
     out["step_s"] = float(seconds / len(rows))
     return out
-
-
-# ---------------------------------------------------------------------------------------------- building a run
-def _hourglass():
-    from speak.lm import hourglass
-
-    return hourglass
-
-
-def model_config(cfg: TrainConfig, vocab_size: int, alphabet: tuple[str, ...] | None):
-    """The HourglassConfig for a run: the preset of ``cfg.preset`` + ``cfg.model`` overrides + ``cfg.boundary``.
-
-    ``model.boundary`` (a mapping) sets the boundary source's options (e.g. ``fixed_k``). Unknown keys -> SpeakError.
-    """
-    hg = _hourglass()
-    from speak.lm.boundaries import BoundaryConfig
-
-    names = {f.name for f in dataclasses.fields(hg.HourglassConfig)} - {"vocab_size", "alphabet"}
-    overrides = dict(cfg.model)
-    for key in overrides:
-        if key not in names:
-            raise SpeakError(f"unknown model config key 'model.{key}' (known: {', '.join(sorted(names))})")
-    bopts = dict(overrides.pop("boundary", None) or {})
-    bnames = {f.name for f in dataclasses.fields(BoundaryConfig)} - {"name"}
-    for key in bopts:
-        if key not in bnames:
-            raise SpeakError(f"unknown boundary option 'model.boundary.{key}' (known: {', '.join(sorted(bnames))})")
-    if "layers" in overrides:
-        overrides["layers"] = tuple(overrides["layers"])
-    if cfg.preset not in hg.PRESETS:
-        raise SpeakError(f"the model has no preset '{cfg.preset}' (known: {', '.join(hg.PRESETS)})")
-    base = dict(hg.PRESETS[cfg.preset])
-    base.update(overrides)
-    base["max_len"] = max(int(base.get("max_len", cfg.seq_len)), cfg.seq_len)
-    try:
-        return hg.HourglassConfig(
-            vocab_size=vocab_size, alphabet=alphabet, boundary=BoundaryConfig(name=cfg.boundary, **bopts), **base
-        )
-    except TypeError as err:
-        raise SpeakError(f"invalid model config: {err}") from None
-
-
-def validate_model_config(cfg: TrainConfig) -> None:
-    """Check ``cfg.model`` / boundary against the hourglass config (with a stand-in alphabet) at start-up."""
-    try:
-        _hourglass()
-    except ImportError:
-        d, h = cfg.model.get("d_model"), cfg.model.get("n_heads")
-        if isinstance(d, int) and isinstance(h, int) and h > 0 and d % h:
-            raise SpeakError(f"model d_model ({d}) must be divisible by n_heads ({h})") from None
-        return
-    alphabet = ("<pad>", "<unk>", " ", "a", "b", "\n")
-    model_config(cfg, len(alphabet), alphabet)
-
-
-@dataclasses.dataclass
-class RunData:
-    """A corpus prepared for a run: texts of the three splits, the vocabulary and encoded ids."""
-
-    vocab: Any
-    train_text: str
-    valid_text: str
-    test_text: str
-    train_ids: np.ndarray
-    valid_ids: np.ndarray
-    test_ids: np.ndarray
-
-
-def load_splits(corpus: str, clean: str | None):
-    """load_corpus + optional DTP cleaning + the split convention (text8: 90M/5M/5M; else 90/5/5)."""
-    from speak.text.corpora import load_corpus, split_corpus, text8_splits
-
-    text = load_corpus(corpus)
-    if clean:
-        from speak.text.clean import clean_text
-
-        text = clean_text(text, clean)
-    if str(corpus).split(":", 1)[0].lower() == "text8":
-        return text8_splits(text)
-    return split_corpus(text)
-
-
-def prepare_data(cfg: TrainConfig, vocab: Any | None = None) -> RunData:
-    """Load and split the corpus, build (or reuse) the character vocabulary from the train split, encode."""
-    from speak.text.vocab import CharVocab
-
-    splits = load_splits(cfg.corpus, cfg.clean)
-    if vocab is None:
-        vocab = CharVocab.build(splits.train)
-    return RunData(
-        vocab=vocab,
-        train_text=splits.train,
-        valid_text=splits.valid,
-        test_text=splits.test,
-        train_ids=vocab.encode_array(splits.train),
-        valid_ids=vocab.encode_array(splits.valid),
-        test_ids=vocab.encode_array(splits.test),
-    )
-
-
-def check_splits(data: RunData) -> None:
-    """Start-up check that the valid and test splits can be evaluated (the train split is checked by the stream)."""
-    for name, ids in (("valid", data.valid_ids), ("test", data.test_ids)):
-        if ids.size < 2:
-            raise SpeakError(f"the {name} split has {ids.size} characters; the corpus is too small to evaluate")
-
-
-def exemplar_spec(cfg: TrainConfig) -> str:
-    """``unigram`` is shorthand for a SentencePiece Unigram of ``exemplar_vocab`` pieces; other specs pass through."""
-    if cfg.exemplar == "unigram":
-        return f"sentencepiece:{cfg.exemplar_vocab}:unigram"
-    return cfg.exemplar
-
-
-def build_model(cfg: TrainConfig, vocab: Any) -> nn.Module:
-    """The HourglassLM of a run (seed the RNGs first for a reproducible initialisation)."""
-    hg = _hourglass()
-    return hg.HourglassLM(model_config(cfg, len(vocab), hg.alphabet_from_vocab(vocab)))
-
-
-def default_objective() -> Objective:
-    from speak.train.objective import compute_objective
-
-    return compute_objective
-
-
-def build_stream(cfg: TrainConfig, data: RunData, dist_info: DistInfo, cache_dir: Path | None) -> CharStream:
-    """The training stream; exemplar boundary targets (trained on the train split, cached) for ``dtp-unigram``."""
-    boundary = None
-    if cfg.boundary == "dtp-unigram":
-        boundary = exemplar_boundaries(
-            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed,
-            anchor=cfg.exemplar_anchor
-        )
-    return CharStream(
-        data.train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed, rank=dist_info.rank,
-        world_size=dist_info.world_size, boundary=boundary,
-    )
-
-
-def build_training_stream(
-    cfg: TrainConfig, data: RunData, dist_info: DistInfo, cache_dir: Path | None
-) -> tuple[Any, list[Any]]:
-    """(stream, plug-ins) for a run. For ``speak`` (unless ``proxy.enabled: false``) the SPEAK proxy store starts
-    from the exemplar's segmentation of the train split, its plug-in runs the MH update after each step, and the
-    stream carries the proxy targets in ``batch.boundary_targets``."""
-    stream = build_stream(cfg, data, dist_info, cache_dir)
-    plugins: list[Any] = []
-    if cfg.boundary in NEEDS_EXEMPLAR_TARGETS and cfg.boundary == "speak" and cfg.proxy.get("enabled", True):
-        from speak.train.proxy import ProxyPlugin, ProxyTargetStream
-
-        init = exemplar_boundaries(
-            data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed,
-            anchor=cfg.exemplar_anchor
-        )
-        options = {k: v for k, v in cfg.proxy.items() if k != "enabled"}
-        plugin = ProxyPlugin.from_boundaries(init, options, seq_len=cfg.seq_len, seed=cfg.seed)
-        stream = ProxyTargetStream(stream, plugin)
-        plugins.append(plugin)
-    return stream, plugins
-
-
-def write_run_files(cfg: TrainConfig, vocab: Any, out_dir: Path) -> None:
-    """config.yaml (human), config.json (exact) and vocab.json next to the run (atomically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
-    atomic_write_json(out_dir / "config.json", cfg.to_dict())
-    atomic_write_json(out_dir / "vocab.json", vocab.to_dict())
-
-
-def read_run_files(run_dir: str | Path):
-    """(config, vocab) saved by :func:`write_run_files`; missing or malformed -> SpeakError."""
-    from speak.text.vocab import CharVocab
-    from speak.train.config import config_from_dict
-
-    run_dir = Path(run_dir)
-    try:
-        cfg_data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        vocab_data = json.loads((run_dir / "vocab.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise SpeakError(f"{run_dir} is not a speak run folder ({Path(err.filename).name} is missing)") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise SpeakError(f"{run_dir}: unreadable run files ({err.__class__.__name__})") from None
-    return config_from_dict(cfg_data), CharVocab.from_dict(vocab_data)

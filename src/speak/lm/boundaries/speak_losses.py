@@ -1,7 +1,16 @@
-"""The SPEAK tokenizer's own losses: the membrane-potential-driven loss L_mem (Eq. 14) and the contextual-boundary
-loss L_reset (Eq. 12). The baselines' boundary losses live in `losses.py`."""
+"""The SPEAK tokenizer's own losses: the membrane-potential-driven loss L_mem (Eq. 14), the contextual-boundary
+loss L_reset (Eq. 12) and its targets e_hat from token-level entropy (Sec. 3.2, App. A.2). Used by the GTok source
+(``speak.lm.boundaries.speak``) and by Stage-1 training (``speak.train.mimic``). The baselines' losses live in
+``losses``.
+
+A token's entropy is the entropy (nats) of the model's predictive distribution for the token's FIRST character. The
+top ``ratio`` (20%) of tokens in a batch are high-entropy; the spike that closes the token before each of them is a
+contextual boundary: e_hat = 1 at start(k) - 1, so the membrane starts that token from u_reset.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -55,3 +64,32 @@ def reset_loss(mask_logits: torch.Tensor, reset_targets: torch.Tensor,
         return loss.mean()
     keep = valid.to(loss.dtype)
     return (loss * keep).sum() / keep.sum().clamp(min=1)
+
+
+def reset_targets_from_entropy(entropy_next: torch.Tensor, spikes: torch.Tensor, *, ratio: float = 0.2,
+                               valid: torch.Tensor | None = None) -> torch.Tensor:
+    """e_hat [B, L] (float 0/1) from next-char entropies [B, L] and the tokenizer's spikes s [B, L].
+
+    Tokens follow Eq. 5 (a spike closes its token). Only tokens that start after position 0 can receive a target
+    (their boundary is inside the sequence); the top `ratio` of those, ranked within the batch, are high-entropy.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+    with torch.no_grad():
+        B, L = spikes.shape
+        closed = spikes.detach() > 0.5  # [B, L]
+        valid = torch.ones_like(closed) if valid is None else valid.bool()
+        starts = torch.zeros_like(closed)
+        starts[:, 1:] = closed[:, :-1] & valid[:, 1:]  # a token starts right after a spike
+        # entropy of predicting character t is entropy_next[t - 1]
+        h_pos = torch.zeros_like(entropy_next, dtype=torch.float32)
+        h_pos[:, 1:] = entropy_next[:, :-1].float()
+        token_h = h_pos[starts]  # [K] in row-major order
+        targets = torch.zeros(B, L, dtype=torch.float32, device=spikes.device)
+        k = int(math.ceil(ratio * token_h.numel()))
+        if k == 0:
+            return targets
+        top = torch.topk(token_h, k).indices
+        rows, cols = starts.nonzero(as_tuple=True)
+        targets[rows[top], cols[top] - 1] = 1.0  # the boundary that closes the token before a high-entropy one
+        return targets

@@ -1,8 +1,5 @@
-"""Losses (pure functions). Each docstring gives the equation and where it comes from.
-
-Baseline (DTP / MAGNET) losses live here; SPEAK's L_mem (Eq. 14) and L_reset (Eq. 12) belong in this file too
-(added separately).
-"""
+"""The baselines' boundary losses and the LM's predictive entropy (pure functions). Each docstring gives the
+equation and where it comes from. SPEAK's own L_mem (Eq. 14) and L_reset (Eq. 12) are in ``speak_losses``."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from speak.train.entropy import predictive_entropy
 
 __all__ = [
     "binomial_prior_loss",
@@ -22,6 +18,16 @@ __all__ = [
     "per_script_binomial_prior_loss",
     "predictive_entropy",
 ]
+
+
+def predictive_entropy(logits: Tensor) -> Tensor:
+    """Entropy (nats) of each position's next-character distribution: logits [B, L, V] -> [B, L].
+
+    Entry t is the uncertainty about character t + 1. Computed without gradient.
+    """
+    with torch.no_grad():
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return -(logp.exp() * logp).sum(-1)
 
 
 def _mask_like(x: Tensor, mask: Tensor | None) -> Tensor:
