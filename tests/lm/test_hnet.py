@@ -131,3 +131,50 @@ def test_ratio_loss_masks_padding():
     p = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 1.0]])
     valid = torch.tensor([[True, True, True, True, False, False]])
     assert ratio_loss(b, p, 4.0, valid).item() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------- the source
+
+
+def test_hnet_source_in_the_hourglass():
+    from speak.lm.boundaries.hnet import HNetChunking
+
+    from ._helpers import encode, tiny_model
+
+    model = tiny_model("hnet").train()
+    src = model.boundary_source
+    assert isinstance(src, HNetChunking)
+    d = model.config.d_model
+    assert torch.equal(src.w_q.weight, torch.eye(d)) and torch.equal(src.w_k.weight, torch.eye(d))
+    chars = encode("the quick brown fox jumps over the lazy dog").unsqueeze(0)
+    out = model(chars)
+    p = out.boundary.extras["probs"]  # [1, L]
+    assert p[0, 0].item() == 1.0
+    b = chunk_starts(p)
+    assert torch.equal(out.boundary.hard, starts_to_boundaries(b, chars.shape[1]))  # hard[t] = b[t + 1]
+    assert not out.boundary.hard.requires_grad
+    losses = src.aux_losses(out.boundary, out.logits, None, torch.ones_like(chars, dtype=torch.bool))
+    assert set(losses) == {"ratio"}
+    # the router learns from the LM loss alone (through the EMA's P and the confidence STE)
+    out.logits.logsumexp(-1).sum().backward()
+    assert float(src.w_q.weight.grad.abs().sum()) > 0 and float(src.w_k.weight.grad.abs().sum()) > 0
+
+
+def test_hnet_options():
+    from speak.errors import SpeakError
+    from speak.lm.boundaries import BoundaryConfig
+
+    cfg = BoundaryConfig(name="hnet")
+    assert cfg.options.loss_weight == 0.03 and cfg.options.target_ratio == 4.5
+    with pytest.raises(SpeakError, match="target_ratio"):
+        BoundaryConfig(name="hnet", target_ratio=1.0).validate()
+
+
+def test_hnet_with_given_boundaries_upsamples_plainly():
+    from ._helpers import encode, tiny_model
+
+    model = tiny_model("hnet").eval()
+    chars = encode("ab cd ef").unsqueeze(0)
+    hard = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
+    out = model(chars, boundaries=hard)  # e.g. scoring a proxy segmentation: no router decision to smooth with
+    assert torch.equal(out.boundary.hard, hard) and out.logits.shape[:2] == chars.shape

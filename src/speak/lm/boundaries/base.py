@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor, nn
 
 from speak.errors import SpeakError
+from speak.lm.pooling import upsample
 from speak.lm.boundaries.registry import DEFAULT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +55,8 @@ class BoundaryOutput:
     tokenizer: "TokenizerOutput | None" = None  # spiking sources: current, u, s, v, mask_logits, mask
     script_ids: Tensor | None = None  # [B, L] per-script sources: the script of each position
     head_logits: Tensor | None = None  # [B, L, K] the encoder-BCE head's logits (training only; LearnedOptions)
+    # a source's own tensors for its upsample / aux_losses (hnet: "probs" [B, L]; blt: "entropy_logits", "chars")
+    extras: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +89,11 @@ class BoundarySource(nn.Module):
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def upsample(self, groups: Tensor, out: BoundaryOutput) -> Tensor:
+        """The shortened outputs [B, 1 + G, D] back at characters [B, L, D]. Default: position t reads its last
+        completed group (:func:`speak.lm.pooling.upsample`); a source may smooth or scale it (hnet)."""
+        return upsample(groups, out.hard)
 
     def aux_losses(self, out: BoundaryOutput, lm_logits: Tensor, targets: Tensor | None,
                    valid: Tensor) -> dict[str, Tensor]:

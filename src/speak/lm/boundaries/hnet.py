@@ -21,13 +21,21 @@ the null group, as p_0 = 1). Chunk vectors are group means, as for every source 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from speak.errors import SpeakError
+from speak.lm.boundaries.base import BoundaryOutput
+from speak.lm.boundaries.learned import LearnedOptions, LearnedSource
+from speak.lm.boundaries.starts import starts_to_boundaries
 from speak.lm.pooling import boundaries_before, upsample
 
 __all__ = [
+    "HNetChunking",
+    "HNetOptions",
     "chunk_starts",
     "confidence",
     "dechunk",
@@ -124,3 +132,49 @@ def dechunk(groups: Tensor, p: Tensor, hard: Tensor) -> Tensor:
     up = upsample(zbar, hard.detach())  # [B, L, D]
     c = confidence(p, chunk_starts(p))  # [B, L]
     return up * ste_ones(c).to(up.dtype).unsqueeze(-1)  # [B, L, D]
+
+
+@dataclass
+class HNetOptions(LearnedOptions):
+    loss_weight: float = 0.03  # alpha: the ratio loss's weight (the paper's value)
+    # N of Eq. (10), characters per chunk: the source's SF knob. 4.5 sits near DTP-Unigram's SF on en-bible (4.45).
+    target_ratio: float = 4.5
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.target_ratio > 1.0:
+            raise SpeakError(f"boundary.target_ratio must be > 1, got {self.target_ratio}")
+
+
+class HNetChunking(LearnedSource):
+    """H-Net's routing module on the pre-layer features; its smoothing and confidence scaling in :meth:`upsample`."""
+
+    name = "hnet"
+    label = "H-Net (dynamic chunking)"
+    Options = HNetOptions
+    opts: HNetOptions
+
+    def __init__(self, opts, d_model, vocab_size, alphabet):
+        super().__init__(opts, d_model, vocab_size, alphabet)
+        self.w_q = nn.Linear(d_model, d_model, bias=False)
+        self.w_k = nn.Linear(d_model, d_model, bias=False)
+        with torch.no_grad():  # the paper's initialisation: p_t starts as the plain cosine of adjacent states
+            self.w_q.weight.copy_(torch.eye(d_model))
+            self.w_k.weight.copy_(torch.eye(d_model))
+        self.add_encoder_head(d_model)
+
+    def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
+        h = self.features(features)  # [B, L, D]
+        p = routing_probs(self.w_q(h), self.w_k(h))  # [B, L] float32
+        hard = starts_to_boundaries(chunk_starts(p), chars.shape[1]).to(features.dtype)  # [B, L]; no grad
+        return BoundaryOutput(hard=hard, head_logits=self.head_logits(features), extras={"probs": p})
+
+    def upsample(self, groups: Tensor, out: BoundaryOutput) -> Tensor:
+        p = out.extras.get("probs")
+        if p is None:  # boundaries given from outside (no router decision to smooth with)
+            return super().upsample(groups, out)
+        return dechunk(groups, p, out.hard)  # [B, L, D]
+
+    def source_losses(self, out, lm_logits, targets, valid):
+        p = out.extras["probs"]  # [B, L]
+        return {"ratio": ratio_loss(chunk_starts(p), p, self.opts.target_ratio, valid)}
