@@ -108,6 +108,14 @@ def test_method_names_map_to_options():
     from speak.train.config import load_config
 
     assert resolve_method("vanilla").boundary == "none"
+    assert resolve_method("hnet").boundary == "hnet" and resolve_method("blt").boundary == "blt"
+    # their SF knobs are plain --set keys (H-Net's target ratio N, BLT's global threshold)
+    assert load_config(flags={"boundary": "hnet"}, sets=["model.boundary.target_ratio=3"]).model == {
+        "boundary": {"target_ratio": 3.0}}
+    with pytest.raises(SpeakError, match="target_ratio"):
+        load_config(flags={"boundary": "hnet"}, sets=["model.boundary.target_ratio=1"])
+    with pytest.raises(SpeakError, match="boundary.mode"):
+        load_config(flags={"boundary": "blt"}, sets=["model.boundary.mode=local"])
     assert resolve_method("speak-theta-0.3").sets == ("model.boundary.speak.theta=0.3",)
     with pytest.raises(SpeakError):
         resolve_method("nope")

@@ -12,7 +12,7 @@ TEXT = (
 )
 ALPHABET: tuple[str, ...] = ("<pad>", "<unk>") + tuple(sorted(set(TEXT)))
 INDEX = {c: i for i, c in enumerate(ALPHABET)}
-SOURCES = ("none", "fixed", "whitespace", "dtp-entropy", "dtp-unigram", "dtp-gumbel", "magnet")
+SOURCES = ("none", "fixed", "whitespace", "dtp-entropy", "dtp-unigram", "dtp-gumbel", "magnet", "hnet", "blt")
 
 
 def encode(text: str) -> torch.Tensor:

@@ -193,7 +193,8 @@ def test_speak_uniform_reset_has_no_reset_loss_and_needs_proxy_targets():
         compute_objective(model, Batch(chars=batch.chars, offsets=batch.offsets), step=0)
 
 
-AUX = {"dtp-entropy": "boundary_bce", "dtp-unigram": "boundary_bce", "dtp-gumbel": "prior", "magnet": "prior"}
+AUX = {"dtp-entropy": "boundary_bce", "dtp-unigram": "boundary_bce", "dtp-gumbel": "prior", "magnet": "prior",
+       "hnet": "ratio", "blt": "entropy_lm"}
 
 
 @pytest.mark.parametrize("name", all_sources())
@@ -218,6 +219,8 @@ def test_each_source_trains_a_few_steps(name):
     assert last < first
     if name == "none":
         assert all(h["sf"] == 1.0 for h in history)
+    elif name == "blt":  # a fresh entropy model is near uniform (every entropy above theta: SF 1) and learns
+        assert history[-1]["entropy_lm"] < history[0]["entropy_lm"]
     else:
         assert all(h["sf"] > 1.0 for h in history)
 

@@ -8,12 +8,15 @@ from typing import Optional
 
 import typer
 
+from speak.lm.boundaries.registry import source_names
+
 
 def compare_cmd(
     corpus: list[str] = typer.Option(..., "--corpus", help="Corpus spec; repeat for several corpora."),
     methods: str = typer.Option("vanilla,dtp-entropy,dtp-unigram,magnet,speak", "--methods",
-                                help="Comma-separated: vanilla, fixed, whitespace, dtp-entropy, dtp-unigram, "
-                                     "dtp-gumbel, magnet, speak (and speak ablation variants)."),
+                                help="Comma-separated: vanilla (boundary none), "
+                                     + ", ".join(n for n in source_names() if n != "none")
+                                     + " (every registered boundary source), and speak ablation variants."),
     preset: str = typer.Option("cpu-small", "--preset", help="Scale preset: cpu-tiny, cpu-small, paper."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per (method, corpus): 0 .. N-1."),
     steps: int = typer.Option(2000, "--steps", help="Training steps per run."),

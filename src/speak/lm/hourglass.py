@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from speak.errors import SpeakError
 from speak.lm.boundaries import BoundaryConfig, BoundaryOutput, make_boundary_source
-from speak.lm.pooling import downsample, upsample
+from speak.lm.pooling import downsample
 from speak.presets import HOURGLASS_PRESETS
 
 __all__ = [
@@ -222,7 +222,7 @@ class HourglassLM(nn.Module):
         if self.boundary_source.shortens:
             groups, _ = downsample(h, boundary.hard, self.null_group)  # [B, 1 + G, D]
             groups = _run(self.short, groups)  # [B, 1 + G, D] causal over slots
-            y = upsample(groups, boundary.hard) + h  # [B, L, D] last completed group + residual
+            y = self.boundary_source.upsample(groups, boundary) + h  # [B, L, D] last completed group + residual
         else:
             y = _run(self.short, h)  # [B, L, D] vanilla: everything at character level
         y = _run(self.post, y)  # [B, L, D]

@@ -4,8 +4,10 @@ A boundary source is an ``nn.Module`` that owns everything about one way of cutt
 
 - ``Options``: its typed options dataclass (``model.boundary.<field>`` in a run's config);
 - ``forward(chars [B, L], features [B, L, D]) -> BoundaryOutput``: ``features`` are the hourglass pre-layer outputs
-  (causal), and ``hard[b, t] = 1`` means t closes its group; every source is causal (``hard[:, t]`` depends on
-  characters <= t only);
+  (causal), and ``hard[b, t] = 1`` means t closes its group; every source keeps the LM causal (its logits at t
+  depend on characters <= t only): ``hard[:, t]`` may depend on characters <= t + 1, as position t + 1 is the first
+  to read a group closed at t (hnet decides ``hard[:, t]`` at t + 1, as H-Net's boundary b_{t+1}; the others at t);
+- ``upsample(groups, out)``: the shortened outputs back at characters (default: the last completed group);
 - ``aux_losses(out, lm_logits, targets, valid) -> {name: loss}``: its training losses besides L_LM;
 - ``needs``: which per-character targets the training data stream must carry (:class:`Targets`).
 
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor, nn
 
 from speak.errors import SpeakError
+from speak.lm.pooling import upsample
 from speak.lm.boundaries.registry import DEFAULT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +57,8 @@ class BoundaryOutput:
     tokenizer: "TokenizerOutput | None" = None  # spiking sources: current, u, s, v, mask_logits, mask
     script_ids: Tensor | None = None  # [B, L] per-script sources: the script of each position
     head_logits: Tensor | None = None  # [B, L, K] the encoder-BCE head's logits (training only; LearnedOptions)
+    # a source's own tensors for its upsample / aux_losses (hnet: "probs" [B, L]; blt: "entropy_logits", "chars")
+    extras: dict[str, Tensor] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +91,11 @@ class BoundarySource(nn.Module):
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def upsample(self, groups: Tensor, out: BoundaryOutput) -> Tensor:
+        """The shortened outputs [B, 1 + G, D] back at characters [B, L, D]. Default: position t reads its last
+        completed group (:func:`speak.lm.pooling.upsample`); a source may smooth or scale it (hnet)."""
+        return upsample(groups, out.hard)
 
     def aux_losses(self, out: BoundaryOutput, lm_logits: Tensor, targets: Tensor | None,
                    valid: Tensor) -> dict[str, Tensor]:

@@ -20,6 +20,8 @@ BUILTIN: dict[str, str] = {
     "dtp-gumbel": "speak.lm.boundaries.dtp:DTPGumbel",
     "magnet": "speak.lm.boundaries.magnet:Magnet",
     "speak": "speak.lm.boundaries.speak:SpeakBoundaries",
+    "hnet": "speak.lm.boundaries.hnet:HNetChunking",
+    "blt": "speak.lm.boundaries.blt:BLTPatching",
 }
 
 DEFAULT = "none"  # a run's source when none is named
