@@ -245,6 +245,29 @@ def test_hostile_input(cmd, cls, files, tmp_path, capsys, monkeypatch):
     assert not _temp_leftovers(tmp_path)
 
 
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _wait_until_idle(proc, tmp_path: Path, timeout: float = 120.0) -> None:
+    """Wait until the writer is under way (its temp file exists) and then blocked on its input (no CPU time for a
+    second): a Ctrl-C sent then reaches the command, not the interpreter's start-up, however loaded the machine."""
+    deadline = time.monotonic() + timeout
+    while not _temp_leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not Path(f"/proc/{proc.pid}/stat").exists():
+        time.sleep(3)  # no /proc: a fixed wait
+        return
+    last = -1
+    while proc.poll() is None and time.monotonic() < deadline:
+        ticks = _cpu_ticks(proc.pid)
+        if ticks == last:
+            return
+        last = ticks
+        time.sleep(1.0)
+
+
 def _interrupted(cmd: str, files, tmp_path: Path) -> None:
     """Ctrl-C: exit 130, no traceback, no temp file; train also checkpoints and says how to resume."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -254,10 +277,7 @@ def _interrupted(cmd: str, files, tmp_path: Path) -> None:
                                 stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         proc.stdin.write(CORPUS_TEXT.encode())
         proc.stdin.flush()
-        deadline = time.monotonic() + 120  # wait until the writer is under way (its temp file exists), however slow
-        while not _temp_leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        _wait_until_idle(proc, tmp_path)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and b"Traceback" not in err, err
