@@ -73,9 +73,8 @@ def _check_inputs(specs, corpora: Sequence[str], preset: str, sets: Sequence[str
     for corpus in corpora:
         load_corpus(corpus)
     for spec in specs:
-        if spec.available:
-            load_config(flags={"boundary": spec.boundary, "preset": preset, "corpus": corpora[0]},
-                        sets=list(spec.sets) + list(sets))
+        load_config(flags={"boundary": spec.boundary, "preset": preset, "corpus": corpora[0]},
+                    sets=list(spec.sets) + list(sets))
 
 
 def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, seeds: Sequence[int], steps: int,
