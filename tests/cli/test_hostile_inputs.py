@@ -245,27 +245,32 @@ def test_hostile_input(cmd, cls, files, tmp_path, capsys, monkeypatch):
     assert not _temp_leftovers(tmp_path)
 
 
-def _cpu_ticks(pid: int) -> int:
+def _terminal_sigint() -> None:
+    """Ctrl-C as at a terminal: an ignored SIGINT would be inherited through exec (a test runner may ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _cpu_state(pid: int) -> tuple[str, int]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    return fields[0], int(fields[11]) + int(fields[12])  # state, utime + stime
 
 
 def _wait_until_idle(proc, tmp_path: Path, timeout: float = 120.0) -> None:
-    """Wait until the writer is under way (its temp file exists) and then blocked on its input (no CPU time for a
-    second): a Ctrl-C sent then reaches the command, not the interpreter's start-up, however loaded the machine."""
+    """Wait until the writer is under way (its temp file exists) and then blocked on its input: asleep ('S') with no
+    CPU time over three looks 0.5 s apart (a runnable process starved by a loaded machine shows 'R'), so the Ctrl-C
+    reaches the command, not the interpreter's start-up."""
     deadline = time.monotonic() + timeout
     while not _temp_leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     if not Path(f"/proc/{proc.pid}/stat").exists():
         time.sleep(3)  # no /proc: a fixed wait
         return
-    last = -1
-    while proc.poll() is None and time.monotonic() < deadline:
-        ticks = _cpu_ticks(proc.pid)
-        if ticks == last:
-            return
+    quiet, last = 0, None
+    while quiet < 3 and proc.poll() is None and time.monotonic() < deadline:
+        state, ticks = _cpu_state(proc.pid)
+        quiet = quiet + 1 if state == "S" and ticks == last else 0
         last = ticks
-        time.sleep(1.0)
+        time.sleep(0.5)
 
 
 def _interrupted(cmd: str, files, tmp_path: Path) -> None:
@@ -274,7 +279,7 @@ def _interrupted(cmd: str, files, tmp_path: Path) -> None:
     if cmd == "tokenize":  # a writer waiting on its input: nothing may appear at the target
         target = tmp_path / "tokens.txt"
         proc = subprocess.Popen([sys.executable, "-m", "speak.cli", "tokenize", "-", "-o", str(target)],
-                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_terminal_sigint)
         proc.stdin.write(CORPUS_TEXT.encode())
         proc.stdin.flush()
         _wait_until_idle(proc, tmp_path)
@@ -286,7 +291,8 @@ def _interrupted(cmd: str, files, tmp_path: Path) -> None:
         run_dir = tmp_path / "run"
         proc = subprocess.Popen([sys.executable, "-m", "speak.cli", "train", "--corpus", str(files["good"]),
                                  "--out", str(run_dir), "--steps", "100000", "--preset", "cpu-tiny",
-                                 "--set", "log_every=1"], stderr=subprocess.PIPE, env=env)
+                                 "--set", "log_every=1"], stderr=subprocess.PIPE, env=env,
+                                preexec_fn=_terminal_sigint)
         line = proc.stderr.readline()  # the first progress line: training is under way
         assert line.startswith(b"step "), line
         proc.send_signal(signal.SIGINT)
