@@ -371,3 +371,5 @@ def test_training_works_on_a_large_alphabet(tmp_path, boundary):
                 "--set", "timing_batches=1")
     assert out.returncode == 0, out.stderr
     assert "vocabulary grown" in out.stderr.decode() and (tmp_path / "run" / "metrics.json").is_file()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "vocabulary grown" in metrics["exemplar_note"]

@@ -73,3 +73,21 @@ def test_exemplar_boundaries_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(D, "_exemplar_spikes", boom)
     assert np.array_equal(D.exemplar_boundaries(text, spec="whitespace", cache_dir=tmp_path), arr)
+
+
+def test_exemplar_note_is_reported_fresh_and_from_the_cache(tmp_path, monkeypatch):
+    text = "the cat sat on the mat " * 20
+    spikes = np.zeros(len(text), dtype=bool)
+    spikes[::5] = True
+    monkeypatch.setattr(D, "_exemplar_spikes", lambda *a, **k: (spikes, "vocabulary grown from 8 to 40"))
+    fresh: list[str] = []
+    arr = D.exemplar_boundaries(text, spec="sentencepiece:8", cache_dir=tmp_path, notes=fresh)
+    assert fresh == ["vocabulary grown from 8 to 40"]
+
+    def boom(*a, **k):
+        raise AssertionError("should come from the cache")
+
+    monkeypatch.setattr(D, "_exemplar_spikes", boom)
+    cached: list[str] = []
+    assert np.array_equal(D.exemplar_boundaries(text, spec="sentencepiece:8", cache_dir=tmp_path, notes=cached), arr)
+    assert cached == fresh

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speak.atomic import atomic_save_npy
+from speak.atomic import atomic_save_npy, atomic_write_text
 from speak.errors import SpeakError
 from speak.text.segment import anchor_boundaries
 
@@ -225,13 +225,16 @@ def exemplar_boundaries(
     cache_dir: str | Path | None = None,
     seed: int = 0,
     anchor: str = "start",
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Corpus-aligned exemplar boundaries over ``train_text`` ([N] bool, 1 = the token closes at t).
 
     The exemplar (SentencePiece Unigram by default) is trained on the train split only, then segments it; its
     boundaries are anchored for a causal predictor (`speak.text.segment.anchor_boundaries`: by default at the first
     character of the next piece, where a causal model can observe them). The result is cached as
-    ``cache_dir/exemplar-<spec>-<vocab>-<anchor>-<digest>.npy`` and reused when present and valid.
+    ``cache_dir/exemplar-<spec>-<vocab>-<anchor>-<digest>.npy`` and reused when present and valid. What the
+    exemplar changed to fit the text (e.g. a vocabulary grown to a large alphabet) is appended to ``notes`` (kept
+    beside the cache as ``.note.txt``, so a cached run reports it too).
     """
     cache = None
     if cache_dir is not None:
@@ -243,23 +246,30 @@ def exemplar_boundaries(
             except (ValueError, OSError):
                 arr = None
             if arr is not None and arr.dtype == bool and arr.shape == (len(train_text),):
+                note_file = cache.with_suffix(".note.txt")
+                if notes is not None and note_file.is_file():
+                    notes.append(note_file.read_text(encoding="utf-8"))
                 return arr
-    spikes = _exemplar_spikes(train_text, spec=spec, vocab_size=vocab_size, seed=seed)
+    spikes, note = _exemplar_spikes(train_text, spec=spec, vocab_size=vocab_size, seed=seed)
     spikes = anchor_boundaries(np.asarray(spikes, dtype=bool), anchor)
     if spikes.shape != (len(train_text),):
         raise SpeakError(
             f"exemplar '{spec}' returned {spikes.size} boundary positions for a text of {len(train_text)} characters"
         )
     if cache is not None:
+        if note:
+            atomic_write_text(cache.with_suffix(".note.txt"), note)
         atomic_save_npy(cache, spikes)
+    if note and notes is not None:
+        notes.append(note)
     return spikes
 
 
-def _exemplar_spikes(text: str, *, spec: str, vocab_size: int, seed: int) -> np.ndarray:
-    """Train the exemplar segmenter named by ``spec`` on ``text`` and return its spikes over ``text``."""
+def _exemplar_spikes(text: str, *, spec: str, vocab_size: int, seed: int) -> tuple[np.ndarray, str]:
+    """Train the exemplar segmenter named by ``spec`` on ``text``: (its spikes over ``text``, its note)."""
     try:
         from speak.text import exemplar as ex  # noqa: PLC0415
     except ImportError as err:
         raise SpeakError(f"exemplar boundary targets need speak.text.exemplar, which is unavailable ({err})") from None
     model = ex.load_exemplar(spec, texts=text)  # specs that train (sentencepiece:VOCAB, hf-bpe:VOCAB) use `text`
-    return np.asarray(model.segment_spikes(text), dtype=bool)
+    return np.asarray(model.segment_spikes(text), dtype=bool), getattr(model, "note", "")

@@ -53,6 +53,7 @@ class RunData:
     train_ids: np.ndarray
     valid_ids: np.ndarray
     test_ids: np.ndarray
+    notes: list[str] = dataclasses.field(default_factory=list)  # what preparing targets changed (e.g. the exemplar's vocabulary)
 
 
 def load_splits(corpus: str, clean: str | None):
@@ -119,7 +120,7 @@ def build_training_stream(
     if needs in (Targets.EXEMPLAR, Targets.PROXY):
         init = exemplar_boundaries(
             data.train_text, spec=exemplar_spec(cfg), vocab_size=cfg.exemplar_vocab, cache_dir=cache_dir, seed=cfg.seed,
-            anchor=cfg.exemplar_anchor
+            anchor=cfg.exemplar_anchor, notes=data.notes
         )
     stream = CharStream(
         data.train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed, rank=dist_info.rank,
