@@ -142,6 +142,24 @@ def test_wkv_state_with_grad_falls_back_to_chunked():
     torch.testing.assert_close(y, wkv_chunked(-torch.exp(td), u, k, v, st)[0])
 
 
+def _use_reference(model, kind) -> None:
+    for m in model.modules():
+        if isinstance(m, kind):
+            m.backend = "reference"
+
+
+def _assert_paths_agree(model, ids, to_reference) -> None:
+    """The model's output and parameter gradients on its compiled paths equal those after ``to_reference()``."""
+    fast = model(ids)
+    gf = torch.autograd.grad(fast.square().mean(), list(model.parameters()))
+    to_reference()
+    slow = model(ids)
+    gs = torch.autograd.grad(slow.square().mean(), list(model.parameters()))
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-10)
+    for a, b in zip(gf, gs):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
 # ---------------------------------------------------------------------------------------------- whole models
 @pytest.mark.parametrize("spike_inputs", [False, True])
 def test_spikegpt_compiled_paths_match_reference_paths(monkeypatch, spike_inputs):
@@ -151,17 +169,12 @@ def test_spikegpt_compiled_paths_match_reference_paths(monkeypatch, spike_inputs
     torch.manual_seed(0)
     model = SpikeGPT(SpikeGPTConfig(vocab_size=20, d_model=16, n_layers=2, spike_inputs=spike_inputs)).double()
     ids = torch.randint(0, 20, (2, 24))
-    fast = model(ids)
-    gf = torch.autograd.grad(fast.square().mean(), list(model.parameters()))
-    monkeypatch.setattr(spikegpt, "wkv", wkv_chunked)
-    for m in model.modules():
-        if isinstance(m, MultiStepLIF):
-            m.backend = "reference"
-    slow = model(ids)
-    gs = torch.autograd.grad(slow.square().mean(), list(model.parameters()))
-    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-10)
-    for a, b in zip(gf, gs):
-        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+    def to_reference():
+        monkeypatch.setattr(spikegpt, "wkv", wkv_chunked)
+        _use_reference(model, MultiStepLIF)
+
+    _assert_paths_agree(model, ids, to_reference)
 
 
 def test_spikelm_compiled_paths_match_reference_paths():
@@ -170,16 +183,7 @@ def test_spikelm_compiled_paths_match_reference_paths():
     torch.manual_seed(0)
     model = SpikeLM(SpikeLMConfig(vocab_size=20, d_model=16, n_layers=2, n_heads=2, time_steps=3)).double()
     ids = torch.randint(0, 20, (2, 12))
-    fast = model(ids)
-    gf = torch.autograd.grad(fast.square().mean(), list(model.parameters()))
-    for m in model.modules():
-        if isinstance(m, ElasticBiSpike):
-            m.backend = "reference"
-    slow = model(ids)
-    gs = torch.autograd.grad(slow.square().mean(), list(model.parameters()))
-    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-10)
-    for a, b in zip(gf, gs):
-        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+    _assert_paths_agree(model, ids, lambda: _use_reference(model, ElasticBiSpike))
 
 
 def test_wkv_compiled_without_grad_skips_saving_and_matches():
