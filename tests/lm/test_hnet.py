@@ -14,11 +14,11 @@ from speak.lm.boundaries.hnet import (
     ema_smooth,
     ema_smooth_reference,
     ratio_loss,
+    routing_boundaries,
     routing_probs,
     slot_probs,
     ste_ones,
 )
-from speak.lm.boundaries.starts import starts_to_boundaries
 
 # Five 2-d states at known angles: cos(h1, h0) = 1/sqrt2, cos(h2, h1) = 0, cos(h3, h2) = 1/sqrt2, cos(h4, h3) = -1
 H = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, 0.0], [1.0, 0.0]]])  # [1, 5, 2]
@@ -31,8 +31,9 @@ def test_routing_hand_example():
     torch.testing.assert_close(p, torch.tensor([P_EXPECTED]))
     b = chunk_starts(p)
     assert b.tolist() == [[1.0, 0.0, 1.0, 0.0, 1.0]]  # p >= 0.5 (0.5 itself starts a chunk); p_0 = 1
-    # a start at t closes our group at t - 1; the first start is the text's beginning
-    assert starts_to_boundaries(b, 5).tolist() == [[0.0, 1.0, 0.0, 1.0, 0.0]]
+    # causal adaptation: t closes its group where b_t = 1 (decided from p_t, characters <= t), so H-Net's chunks
+    # {0,1} {2,3} {4} become {0,1,2} {3,4}: each cut one character later; the forced start p_0 = 1 is no mark
+    assert routing_boundaries(b).tolist() == [[0.0, 0.0, 1.0, 0.0, 1.0]]
 
 
 def test_routing_uses_q_of_t_and_k_of_t_minus_1():
@@ -77,8 +78,10 @@ def test_ema_matches_reference_and_gradients():
 
 def test_slot_probs_and_confidence_on_the_hand_example():
     p = torch.tensor([P_EXPECTED])
-    hard = torch.tensor([[0.0, 1.0, 0.0, 1.0, 0.0]])  # groups {0,1} {2,3} {4}: slots 0, 1, 2 (+ slot 3 unread)
-    assert slot_probs(p, hard, 4).tolist() == [[1.0, 0.5, 1.0, 1.0]]  # p at each group's first position
+    hard = torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]])  # groups {0,1,2} {3,4}; positions read slots 0, 0, 1, 1, 2
+    # P = p at each slot's first reader: t = 0 (p_0 = 1), t = 2 (0.5, the decision that closed group 0), t = 4 (1);
+    # slot 3 is unread
+    assert slot_probs(p, hard, 4).tolist() == [[1.0, 0.5, 1.0, 1.0]]
     c = confidence(p, chunk_starts(p))
     torch.testing.assert_close(c, torch.tensor([[1.0, 1.0 - Q, 0.5, 1.0 - Q, 1.0]]))
 
@@ -93,13 +96,14 @@ def test_ste_is_one_with_the_gradient_of_c():
 
 def test_dechunk_by_hand():
     p = torch.tensor([P_EXPECTED], requires_grad=True)
-    hard = torch.tensor([[0.0, 1.0, 0.0, 1.0, 0.0]])
+    hard = routing_boundaries(chunk_starts(p))  # [[0, 0, 1, 0, 1]]
     groups = torch.tensor([[[10.0], [20.0], [30.0], [40.0]]])  # shortened outputs at slots 0..3
     out = dechunk(groups, p, hard)
-    # slots: zbar0 = 10, zbar1 = 0.5*20 + 0.5*10 = 15, zbar2 = 30 (P = 1); positions read 0, 0, 1, 1, 2
+    # slots: zbar0 = 10, zbar1 = 0.5*20 + 0.5*10 = 15, zbar2 = 30 (P = 1); positions read 0, 0, 1, 1, 2 (t = 2 and
+    # t = 4 read the group they close)
     assert out.squeeze().tolist() == pytest.approx([10.0, 10.0, 15.0, 15.0, 30.0])
     out.sum().backward()
-    # dOut/dp_2 = d(zbar1)/dP_1 * 2 positions + dSTE(c_2)/dp_2 * zbar1 = (20 - 10) * 2 + 15
+    # dOut/dp_2 = d(zbar1)/dP_1 * 2 positions (t = 2, 3) + dSTE(c_2)/dp_2 * zbar1 = (20 - 10) * 2 + 15
     assert p.grad[0, 2].item() == pytest.approx(35.0)
     # p_1 does not start a chunk: c_1 = 1 - p_1, so dOut_1/dp_1 = -zbar0
     assert p.grad[0, 1].item() == pytest.approx(-10.0)
@@ -151,7 +155,8 @@ def test_hnet_source_in_the_hourglass():
     p = out.boundary.extras["probs"]  # [1, L]
     assert p[0, 0].item() == 1.0
     b = chunk_starts(p)
-    assert torch.equal(out.boundary.hard, starts_to_boundaries(b, chars.shape[1]))  # hard[t] = b[t + 1]
+    assert torch.equal(out.boundary.hard, routing_boundaries(b))  # hard[t] = b[t] (t >= 1), hard[0] = 0
+    assert out.boundary.hard[0, 0].item() == 0.0
     assert not out.boundary.hard.requires_grad
     losses = src.aux_losses(out.boundary, out.logits, None, torch.ones_like(chars, dtype=torch.bool))
     assert set(losses) == {"ratio"}

@@ -1,7 +1,8 @@
 """The hourglass character LM with dynamic pooling (DTP, Nawrot et al. 2023; SPEC section 4).
 
     chars [B, L] -> embedding -> pre-layers (char level) -> boundary source -> downsample (null group + group means)
-      -> shortened layers (over 1 + G slots, causal) -> upsample (last completed group) -> + pre-layer residual
+      -> LayerNorm (DTP's down-LN) -> shortened layers (over 1 + G slots, causal)
+      -> upsample (slot = groups closed at or before t, DTP's) -> + pre-layer residual
       -> post-layers (char level) -> LayerNorm -> Linear -> logits [B, L, V]   (logits[:, t] predicts chars[:, t + 1])
 
 Vanilla (boundary ``none``): no shortening; all pre + shortened + post layers run at character level.
@@ -196,6 +197,7 @@ class HourglassLM(nn.Module):
             config.boundary, config.d_model, config.vocab_size, config.alphabet
         )
         self.null_group = nn.Parameter(torch.randn(config.d_model) * 0.02)
+        self.down_norm = nn.LayerNorm(config.d_model)  # DTP's down-LN over the shortened sequence
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size)
 
@@ -221,8 +223,8 @@ class HourglassLM(nn.Module):
             boundary = BoundaryOutput(hard=boundaries.to(h.dtype))  # [B, L]
         if self.boundary_source.shortens:
             groups, _ = downsample(h, boundary.hard, self.null_group)  # [B, 1 + G, D]
-            groups = _run(self.short, groups)  # [B, 1 + G, D] causal over slots
-            y = self.boundary_source.upsample(groups, boundary) + h  # [B, L, D] last completed group + residual
+            groups = _run(self.short, self.down_norm(groups))  # [B, 1 + G, D] causal over slots
+            y = self.boundary_source.upsample(groups, boundary) + h  # [B, L, D] groups closed at <= t + residual
         else:
             y = _run(self.short, h)  # [B, L, D] vanilla: everything at character level
         y = _run(self.post, y)  # [B, L, D]

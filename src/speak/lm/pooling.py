@@ -4,21 +4,32 @@ Boundary convention (SPEC section 2): ``hard[b, t] = 1`` means position t is the
 (the group closes at t). The trailing, unfinished group (after the last boundary) is also a group. So the group of
 position t is ``before[t] = number of boundaries at positions < t`` (0-based among the real groups).
 
-Layout of the shortened sequence: slot 0 is a learned null group, slot ``1 + k`` is the mean of real group k.
+Layout of the shortened sequence: slot 0 is a learned null group, slot ``1 + k`` is the mean of real group k. The
+hourglass applies DTP's down-LN to it before the shortened layers (:mod:`speak.lm.hourglass`).
 
-Causality. The shortened Transformer is causal over slots, so the output at slot j has seen the null group and real
-groups 0..j-1. Position t reads slot ``before[t]``: the output that has seen exactly the groups completed at
-positions < t. A group that closes at t is therefore first visible at t + 1, and no position ever reads information
-from a character at or after itself through the shortened path (the residual from the causal pre-layers brings
-character t itself).
+Upsampling follows DTP (Nawrot et al. 2023; SPEC section 4): position t reads slot ``closed[t]`` = the number of
+groups closed AT OR BEFORE t. Boundaries [0,0,1,0,1,0] read slots [0,0,1,1,2,2]: the character that closes a group
+already reads it.
 
-Gradients to ``hard`` (for the Gumbel straight-through sources). The assignment of position t to a slot is a one-hot
-matrix built from the *differentiable* float ``before = cumsum(hard) - hard``. Its entries are written as
-``onehot * (1 - (slot - before))``: the value is exactly the one-hot (``slot - before = 0`` on it), but the entry
-carries d/d(before) = +1, so dL/d(hard[s]) collects the sensitivity of every later position's slot weight. This
-is the same device as DTP's soft assignment (an identity-valued expression whose derivative is the shift of the
-group index); our own formulation. Both the downsampling weights (and their normalising counts) and the upsampling
-read go through it. With rule-based sources (``hard`` without grad) it is an ordinary one-hot.
+Causality. The shortened Transformer is causal over slots, so its output at slot j has seen the null group and real
+groups 0..j-1, i.e. the groups closed at positions <= t whenever j = closed[t]. Each of those groups holds only
+characters <= t (a group closing at t ends at t), and every registered boundary source decides ``hard[t]`` from
+characters <= t (tests/lm/test_hourglass.py checks each one). The null group is DTP's one-slot shift: without it
+slot j would hold group j, and position t would read the group still open at t. The residual from the causal
+pre-layers brings character t itself. (Boundaries GIVEN from outside, e.g. an exemplar segmentation that looked
+ahead, carry their own look-ahead into the model; that is the caller's business.)
+
+Gradients to ``hard`` (for the Gumbel straight-through sources), as in DTP. Downsampling: the assignment of
+position t to a group is a one-hot matrix built from the *differentiable* float ``before = cumsum(hard) - hard``;
+its entries are written as ``onehot * (1 - (slot - before))``: the value is exactly the one-hot (``slot - before =
+0`` on it), but the entry carries d/d(before) = +1. Divided by the group's (equally differentiable) count, a group
+mean's derivative with respect to ``before[t]`` is ``(x_t - mean) / count``: centred, zero when the group's
+characters are alike. This is the same device as DTP's soft assignment (an identity-valued expression whose
+derivative is the shift of the group index); our own formulation. Upsampling reads with a plain one-hot and sends
+NO gradient to ``hard``: DTP normalises each position's one-hot read by itself (x / x), whose derivative vanishes.
+(A read that carried the +1 device too would send every boundary at s the sum over all later positions t of
+<dL/dy_t, group output read at t>: uncentred, of one sign for every boundary of a sequence, which pushes a Gumbel or
+MAGNET boundary rate away from its prior.) With rule-based sources (``hard`` without grad) both are ordinary one-hots.
 
 Both functions are vectorised (one-hot + batched matmul, no loop over groups); the ``*_reference`` twins are slow,
 obvious loops kept for parity tests.
@@ -31,6 +42,7 @@ from torch import Tensor
 
 __all__ = [
     "boundaries_before",
+    "groups_closed",
     "count_groups",
     "downsample",
     "upsample",
@@ -46,6 +58,11 @@ def boundaries_before(hard: Tensor) -> Tensor:
     """
     hard = hard.float()  # [B, L]
     return torch.cumsum(hard, dim=1) - hard  # [B, L]
+
+
+def groups_closed(hard: Tensor) -> Tensor:
+    """Number of groups closed at or before t (DTP's upsampling slot), as float32: [B, L] -> [B, L]."""
+    return torch.cumsum(hard.float(), dim=1)  # [B, L]
 
 
 def count_groups(hard: Tensor) -> Tensor:
@@ -91,7 +108,7 @@ def downsample(x: Tensor, hard: Tensor, null_group: Tensor) -> tuple[Tensor, Ten
 
 
 def upsample(groups: Tensor, hard: Tensor) -> Tensor:
-    """Give position t the shortened output at slot ``before[t]`` (last completed group before t, or null).
+    """Give position t the shortened output at slot ``closed[t]`` (groups closed at or before t; 0 = the null group).
 
     Args:
         groups: [B, 1 + G, D] outputs of the (causal) shortened Transformer over the downsampled sequence.
@@ -100,8 +117,8 @@ def upsample(groups: Tensor, hard: Tensor) -> Tensor:
         [B, L, D].
     """
     B, S, D = groups.shape
-    before = boundaries_before(hard)  # [B, L] in [0, G - 1] <= S - 2
-    assign = _assignment(before, S)  # [B, L, 1 + G] float32
+    closed = groups_closed(hard.detach())  # [B, L] in [0, G] <= S - 1; no gradient to hard (DTP, module doc)
+    assign = _assignment(closed, S)  # [B, L, 1 + G] float32 one-hot
     return torch.bmm(assign.to(groups.dtype), groups)  # [B, L, D]
 
 
@@ -141,7 +158,7 @@ def upsample_reference(groups: Tensor, hard: Tensor) -> Tensor:
     for b in range(B):
         closed = 0
         for t in range(L):
-            out[b, t] = groups[b, closed]  # groups closed at positions < t
-            if float(hard[b, t]) > 0.5:
+            if float(hard[b, t]) > 0.5:  # the group closing at t is already read at t
                 closed += 1
+            out[b, t] = groups[b, closed]
     return out

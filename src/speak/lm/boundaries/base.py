@@ -5,9 +5,9 @@ A boundary source is an ``nn.Module`` that owns everything about one way of cutt
 - ``Options``: its typed options dataclass (``model.boundary.<field>`` in a run's config);
 - ``forward(chars [B, L], features [B, L, D]) -> BoundaryOutput``: ``features`` are the hourglass pre-layer outputs
   (causal), and ``hard[b, t] = 1`` means t closes its group; every source keeps the LM causal (its logits at t
-  depend on characters <= t only): ``hard[:, t]`` may depend on characters <= t + 1, as position t + 1 is the first
-  to read a group closed at t (hnet decides ``hard[:, t]`` at t + 1, as H-Net's boundary b_{t+1}; the others at t);
-- ``upsample(groups, out)``: the shortened outputs back at characters (default: the last completed group);
+  depend on characters <= t only): ``hard[:, t]`` depends on characters <= t only, as position t already reads the
+  group it closes (DTP's upsampling, :mod:`speak.lm.pooling`);
+- ``upsample(groups, out)``: the shortened outputs back at characters (default: the groups closed at or before t);
 - ``aux_losses(out, lm_logits, targets, valid) -> {name: loss}``: its training losses besides L_LM;
 - ``needs``: which per-character targets the training data stream must carry (:class:`Targets`).
 
@@ -93,8 +93,8 @@ class BoundarySource(nn.Module):
         raise NotImplementedError
 
     def upsample(self, groups: Tensor, out: BoundaryOutput) -> Tensor:
-        """The shortened outputs [B, 1 + G, D] back at characters [B, L, D]. Default: position t reads its last
-        completed group (:func:`speak.lm.pooling.upsample`); a source may smooth or scale it (hnet)."""
+        """The shortened outputs [B, 1 + G, D] back at characters [B, L, D]. Default: position t reads the slot of
+        the groups closed at or before t (:func:`speak.lm.pooling.upsample`); a source may smooth or scale it (hnet)."""
         return upsample(groups, out.hard)
 
     def aux_losses(self, out: BoundaryOutput, lm_logits: Tensor, targets: Tensor | None,

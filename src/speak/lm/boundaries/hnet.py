@@ -4,7 +4,7 @@ The paper's equations (x_hat: encoder outputs, here the hourglass pre-layer feat
 
 - Routing module, Eq. (4): ``q_t = W_q h_t``, ``k_t = W_k h_t`` (W_q, W_k initialised to the identity),
   ``p_t = (1 - cos(q_t, k_{t-1})) / 2``, ``b_t = 1(p_t >= 0.5)``, and ``p_0 = 1``: the first position always starts
-  a chunk. ``b_t = 1`` means t STARTS a chunk; ours closes the group at t - 1 (:mod:`.starts`).
+  a chunk. ``b_t = 1`` means t STARTS a chunk.
 - Smoothing module, Eq. (5): over the chunk sequence, ``zbar_j = P_j zhat_j + (1 - P_j) zbar_{j-1}`` with P_j the
   boundary probability p at chunk j's first position: an unsure boundary blends its chunk into the previous one.
 - Upsampler, Eq. (6)-(9): ``c_t = p_t^{b_t} (1 - p_t)^{1 - b_t}`` (the router's confidence in its own decision),
@@ -14,9 +14,16 @@ The paper's equations (x_hat: encoder outputs, here the hourglass pre-layer feat
   boundary rate, no gradient), ``G = mean_t p_t`` and N the target compression ratio (characters per chunk); it is
   1 at F = G = 1/N and weighted by alpha = 0.03 in the paper.
 
-In the hourglass, slot 0 of the shortened sequence (the null group) is read by the first group, slot j by group j
-(:mod:`speak.lm.pooling`); the EMA runs over these slots with P of slot j = p at group j's first position (P = 1 for
-the null group, as p_0 = 1). Chunk vectors are group means, as for every source in the harness.
+Causal adaptation (docs/baselines.md). H-Net's b_t = 1 closes the chunk at t - 1, a decision made from character t;
+with DTP's upsampling (position t reads the group it closes, :mod:`speak.lm.pooling`) that would let t - 1 read
+character t. Here position t CLOSES its group when b_t = 1 (``hard[t] = b_t`` for t >= 1, :func:`routing_boundaries`):
+the same decision from the same p_t (q_t against k_{t-1}, characters <= t), the chunk ending after t instead of
+before it, so every chunk is shifted one character later. ``hard[0] = 0``: H-Net's forced start p_0 = 1 is the
+text's beginning, which needs no mark.
+
+In the hourglass, position t reads slot ``closed[t]`` (groups closed at or before t); the EMA runs over these slots
+with P of slot j = p at the first position that reads it, i.e. the position whose decision closed group j - 1 (P = 1
+for the null group, as p_0 = 1). Chunk vectors are group means, as for every source in the harness.
 """
 
 from __future__ import annotations
@@ -30,8 +37,7 @@ from torch import Tensor, nn
 from speak.errors import SpeakError
 from speak.lm.boundaries.base import BoundaryOutput
 from speak.lm.boundaries.learned import LearnedOptions, LearnedSource
-from speak.lm.boundaries.starts import starts_to_boundaries
-from speak.lm.pooling import boundaries_before, upsample
+from speak.lm.pooling import groups_closed, upsample
 
 __all__ = [
     "HNetChunking",
@@ -42,6 +48,7 @@ __all__ = [
     "ema_smooth",
     "ema_smooth_reference",
     "ratio_loss",
+    "routing_boundaries",
     "routing_probs",
     "slot_probs",
     "ste_ones",
@@ -58,6 +65,14 @@ def routing_probs(q: Tensor, k: Tensor) -> Tensor:
 def chunk_starts(p: Tensor) -> Tensor:
     """Eq. (4): ``b_t = 1(p_t >= 0.5)`` as float, no gradient. [B, L] -> [B, L]."""
     return (p.detach() >= 0.5).to(p.dtype)
+
+
+def routing_boundaries(b: Tensor) -> Tensor:
+    """Our boundaries from Eq. (4)'s decisions, causally: ``hard[t] = b_t`` for t >= 1 (t closes its group when p_t,
+    from q_t and k_{t-1}, crosses 0.5), ``hard[0] = 0``. [B, L] -> [B, L] (module doc: the causal adaptation)."""
+    hard = b.detach().clone()  # [B, L]
+    hard[:, :1] = 0.0
+    return hard
 
 
 def confidence(p: Tensor, b: Tensor) -> Tensor:
@@ -85,15 +100,15 @@ def ratio_loss(b: Tensor, p: Tensor, target_ratio: float, valid: Tensor | None =
 
 
 def slot_probs(p: Tensor, hard: Tensor, n_slots: int) -> Tensor:
-    """P of each shortened-sequence slot: p at the first position of the group that reads it. -> [B, n_slots].
+    """P of each shortened-sequence slot: p at the first position that reads it. -> [B, n_slots].
 
-    Position t reads slot ``before[t]`` (boundaries before t); the group's first position is t = 0 or a t with
-    ``hard[t - 1] = 1``. Slots no position reads (padding) get P = 1.
+    Position t reads slot ``closed[t]`` (groups closed at or before t); the first reader of slot j >= 1 is the
+    position that closed group j - 1, whose p decided that boundary. Slots no position reads (padding) get P = 1.
     """
     B, L = p.shape
-    first = torch.ones_like(hard, dtype=torch.bool)  # [B, L]
-    first[:, 1:] = hard[:, :-1].detach() > 0.5
-    slot = boundaries_before(hard.detach()).long()  # [B, L]
+    slot = groups_closed(hard.detach()).long()  # [B, L]
+    first = torch.ones_like(slot, dtype=torch.bool)  # [B, L]
+    first[:, 1:] = slot[:, 1:] != slot[:, :-1]
     index = torch.where(first, slot, torch.full_like(slot, n_slots))  # [B, L]; non-first positions -> dummy slot
     base = p.new_ones(B, n_slots + 1)  # [B, S + 1]
     return base.scatter(1, index, p)[:, :n_slots]  # [B, S]
@@ -127,7 +142,7 @@ def ema_smooth_reference(z: Tensor, P: Tensor) -> Tensor:
 
 
 def dechunk(groups: Tensor, p: Tensor, hard: Tensor) -> Tensor:
-    """Smoothing + upsampling (Eq. 5-9): slots [B, S, D] -> [B, L, D] with ``STE(c_t) * zbar_{before[t]}``."""
+    """Smoothing + upsampling (Eq. 5-9): slots [B, S, D] -> [B, L, D] with ``STE(c_t) * zbar_{closed[t]}``."""
     zbar = ema_smooth(groups, slot_probs(p, hard, groups.shape[1]))  # [B, S, D]
     up = upsample(zbar, hard.detach())  # [B, L, D]
     c = confidence(p, chunk_starts(p))  # [B, L]
@@ -166,7 +181,7 @@ class HNetChunking(LearnedSource):
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
         h = self.features(features)  # [B, L, D]
         p = routing_probs(self.w_q(h), self.w_k(h))  # [B, L] float32
-        hard = starts_to_boundaries(chunk_starts(p), chars.shape[1]).to(features.dtype)  # [B, L]; no grad
+        hard = routing_boundaries(chunk_starts(p)).to(features.dtype)  # [B, L]; no grad, characters <= t
         return BoundaryOutput(hard=hard, head_logits=self.head_logits(features), extras={"probs": p})
 
     def upsample(self, groups: Tensor, out: BoundaryOutput) -> Tensor:
