@@ -11,8 +11,15 @@ import torch
 
 from speak.errors import SpeakError
 from speak.train.checkpoint import _TensorSink, decode_state, encode_state
-from speak.train.data import Batch, CharStream
-from speak.train.proxy import ProxyConfig, ProxyPlugin, ProxyStore, ProxyTargetStream, per_row_lm_loss
+from speak.train.data import Batch, CharStream, ChunkStream
+from speak.train.proxy import (
+    ProxyConfig,
+    ProxyPlugin,
+    ProxyStore,
+    ProxyTargetStream,
+    per_char_lm_loss,
+    per_row_lm_loss,
+)
 
 
 def _random_bits(n: int, seed: int = 0) -> np.ndarray:
@@ -36,28 +43,29 @@ def test_write_then_read_at_unaligned_offsets():
     bits = _random_bits(n, 1)
     store = ProxyStore(bits, chunk_size=10, first_visit="accept")
     new = ~bits[13:50]
-    store.update([13], new[None, :].astype(np.float32), [1.0])  # first visit -> accepted
+    d = store.update([13], new[None, :].astype(np.float32), [1.0])  # first visits -> accepted
+    assert d.chunks.tolist() == [2, 3, 4]  # [20, 50): the whole chunks inside [13, 50)
     expect = bits.copy()
-    expect[13:50] = new
-    assert np.array_equal(store.bits(), expect)  # neighbours of the written span are untouched
+    expect[20:50] = new[7:]  # [13, 20) is only part of chunk 1: neither decided nor written
+    assert np.array_equal(store.bits(), expect)  # neighbours of the written chunks are untouched
 
 
 def test_proxy_sf_follows_every_write_and_a_resume():
     n, L = 997, 23
-    store = ProxyStore(_random_bits(n, 5), chunk_size=L, first_visit="accept")
+    store = ProxyStore(_random_bits(n, 5), chunk_size=5, first_visit="accept")
     rng = np.random.default_rng(6)
     for _ in range(40):  # overlapping, byte-unaligned writes at varying densities
         offs = rng.integers(0, n - L, size=3)
         store.update(offs, rng.random((3, L)) < rng.random(), 1.0 + rng.random(3))
         assert store.sf == pytest.approx(n / store.bits().sum())
-    resumed = ProxyStore(np.ones(n, dtype=bool), chunk_size=L)
+    resumed = ProxyStore(np.ones(n, dtype=bool), chunk_size=5)
     resumed.load_state_dict(_roundtrip_via_checkpoint_encoding(store.state_dict()))
     assert resumed.sf == store.sf
 
 
 def test_offsets_key_the_bits_not_slots():
     bits = _random_bits(500, 2)
-    store = ProxyStore(bits, chunk_size=20, first_visit="accept")
+    store = ProxyStore(bits, chunk_size=8, first_visit="accept")
     a = store.get(torch.tensor([40, 300, 7]), 32)
     b = store.get(torch.tensor([7, 40, 300]), 32)
     assert np.array_equal(a[0], b[1]) and np.array_equal(a[1], b[2]) and np.array_equal(a[2], b[0])
@@ -79,20 +87,20 @@ def test_out_of_range_window_is_an_error():
 
 
 def test_accepts_when_no_loss_stored_and_when_loss_falls():
-    store = ProxyStore(np.zeros(1000, bool), chunk_size=100, seed=0, first_visit="accept")
+    store = ProxyStore(np.zeros(1000, bool), chunk_size=50, seed=0, first_visit="accept")
     s = np.ones((1, 50), np.float32)
     d = store.update([0], s, [2.0])
     assert d.accepted[0] and d.first[0]
     assert store.stored_losses([0])[0] == 2.0
     for i in range(200):  # a lower loss is accepted with probability 1
         loss = 2.0 - 0.001 * (i + 1)
-        d = store.update([5], s, [loss])
+        d = store.update([0], s, [loss])
         assert d.accepted[0]
         assert store.stored_losses([0])[0] == pytest.approx(loss)
 
 
 def test_first_visit_baseline_keeps_exemplar_bits():
-    store = ProxyStore(np.zeros(1000, bool), chunk_size=100, first_visit="baseline")
+    store = ProxyStore(np.zeros(1000, bool), chunk_size=50, first_visit="baseline")
     d = store.update([0], np.ones((1, 50), np.float32), [2.0])
     assert not d.accepted[0] and d.first[0]
     assert not store.bits().any()
@@ -160,8 +168,8 @@ def test_frozen_proxy_keeps_the_exemplar_whatever_the_loss():
 
 
 def test_rows_of_one_chunk_are_decided_in_order():
-    store = ProxyStore(np.zeros(100, bool), chunk_size=100, greedy=True, first_visit="accept")
-    d = store.update([0, 10, 20], np.ones((3, 5)), [3.0, 2.0, 2.5])
+    store = ProxyStore(np.zeros(100, bool), chunk_size=5, greedy=True, first_visit="accept")
+    d = store.update([0, 0, 0], np.ones((3, 5)), [3.0, 2.0, 2.5])
     assert d.accepted.tolist() == [True, True, False]  # row 3 compares against row 2's accepted 2.0
     assert store.stored_losses([0])[0] == 2.0
 
@@ -174,7 +182,7 @@ def _roundtrip_via_checkpoint_encoding(state):
 
 def test_state_dict_roundtrip_reproduces_decisions_exactly():
     n, L, B = 3000, 40, 6
-    a = ProxyStore(_random_bits(n, 3), chunk_size=40, seed=11)
+    a = ProxyStore(_random_bits(n, 3), chunk_size=10, seed=11)
 
     def step(store, k):
         r = np.random.default_rng(1000 + k)
@@ -184,13 +192,13 @@ def test_state_dict_roundtrip_reproduces_decisions_exactly():
     for k in range(30):
         step(a, k)
     state = _roundtrip_via_checkpoint_encoding(a.state_dict())
-    b = ProxyStore(_random_bits(n, 77), chunk_size=40, seed=999)  # different init and seed: all overwritten
+    b = ProxyStore(_random_bits(n, 77), chunk_size=10, seed=999)  # different init and seed: all overwritten
     b.load_state_dict(state)
     for k in range(30, 120):
         da, db = step(a, k), step(b, k)
         assert np.array_equal(da.accepted, db.accepted) and np.array_equal(da.uniforms, db.uniforms)
     assert np.array_equal(a.bits(), b.bits())
-    assert np.array_equal(a.stored_losses(np.arange(0, n, 40)), b.stored_losses(np.arange(0, n, 40)),
+    assert np.array_equal(a.stored_losses(np.arange(0, n, 10)), b.stored_losses(np.arange(0, n, 10)),
                           equal_nan=True)
     assert a.epoch_stats() == b.epoch_stats()
 
@@ -249,8 +257,10 @@ def test_plugin_on_step_end_updates_store_and_logs():
     stream = CharStream(ids, B, L, seed=0)
     plugin = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"greedy": False, "first_visit": "accept"}, seq_len=L,
                                          seed=3)
-    wrapped = ProxyTargetStream(stream, plugin)
+    wrapped = plugin.wrap_stream(stream)
+    assert isinstance(wrapped.stream, ChunkStream)  # windows aligned to the chunks by default
     batch = wrapped.next_batch()
+    assert (batch.offsets % L == 0).all()
     assert batch.boundary_targets.shape == (B, L) and not batch.boundary_targets.any()
     spikes = torch.ones(B, L)
     out = SimpleNamespace(logits=torch.randn(B, L, 9), boundary=SimpleNamespace(tokenizer=SimpleNamespace(s=spikes)))
@@ -263,7 +273,8 @@ def test_plugin_on_step_end_updates_store_and_logs():
     other = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"first_visit": "accept"}, seq_len=L)
     other.load_extra_state(_roundtrip_via_checkpoint_encoding(st))
     assert np.array_equal(other.store.bits(), plugin.store.bits())
-    assert wrapped.state_dict() == stream.state_dict() and wrapped.seq_len == L
+    assert wrapped.state_dict() == wrapped.stream.state_dict() and wrapped.seq_len == L
+    assert wrapped.state_dict()["kind"] == "ChunkStream"
     with pytest.raises(SpeakError):
         plugin.on_step_end(2, batch, SimpleNamespace(logits=out.logits, boundary=SimpleNamespace(tokenizer=None)), {})
 
@@ -300,8 +311,8 @@ def test_reevaluate_scores_the_proxy_with_the_current_lm(tmp_path):
     proxy = plugin.targets_for(batch)
     with torch.no_grad():
         logits = tr.model(batch.chars[:, :-1], boundaries=proxy).logits
-    expected = per_row_lm_loss(logits, batch.chars[:, 1:])
-    torch.testing.assert_close(plugin.reevaluate_fn(batch, proxy), expected)
+    expected = per_char_lm_loss(logits, batch.chars[:, 1:])  # [B, L]
+    torch.testing.assert_close(plugin.reevaluate_fn(batch, proxy), expected, equal_nan=True)
     d = plugin.last_decision
     decided = ~d.first
     assert decided.any() and np.isfinite(d.old_losses[decided]).all()
@@ -332,3 +343,134 @@ def test_default_first_visit_keeps_the_exemplar_start():
     assert np.array_equal(store.bits(), init)
     store.update(np.array([0]), np.ones((1, 10), bool), np.array([1.0]))  # a later, better segmentation wins
     assert store.bits()[:10].all()
+
+
+# ---------------------------------------------------------------------------------------------- same text (SPEC 2)
+def test_unaligned_overlapping_windows_decide_whole_chunks_with_their_own_losses():
+    """A row decides only the chunks wholly inside it; each chunk's candidate loss is the mean over exactly its
+    characters, and what it stores is that loss, next to exactly its bits."""
+    n, C = 60, 5
+    store = ProxyStore(np.zeros(n, bool), chunk_size=C, first_visit="accept", greedy=True)
+    losses = np.arange(24, dtype=np.float64).reshape(2, 12) + 1.0  # per character, all different
+    spikes = np.zeros((2, 12))
+    spikes[0, :] = 1.0  # row 0 at 3: [3, 15) -> chunks 1, 2 = [5, 15); row 1 at 9: [9, 21) -> chunks 2, 3
+    d = store.update([3, 9], spikes, losses)
+    assert d.rows.tolist() == [0, 0, 1, 1] and d.chunks.tolist() == [1, 2, 2, 3]
+    assert d.new_losses[0] == pytest.approx(losses[0, 2:7].mean())  # chunk 1 = row 0's positions 2..6
+    assert d.new_losses[1] == pytest.approx(losses[0, 7:12].mean())
+    assert d.new_losses[2] == pytest.approx(losses[1, 1:6].mean())  # chunk 2 seen again by row 1 (overlap)
+    # chunk 2: row 0 (first visit) wrote ones with loss 10; row 1 proposes zeros at loss 15 -> greedy rejects
+    assert d.first.tolist() == [True, True, False, True] and d.accepted.tolist() == [True, True, False, True]
+    bits = store.bits()
+    assert not bits[:5].any() and bits[5:15].all() and not bits[15:].any()  # [3, 5) of row 0 is never written
+    assert store.stored_losses([5, 10, 15]).tolist() == pytest.approx(
+        [losses[0, 2:7].mean(), losses[0, 7:12].mean(), losses[1, 6:11].mean()])
+    assert np.isnan(store.stored_losses([0, 20])).all()  # partly covered chunks: no loss, no bits
+
+
+def test_writes_at_chunk_edges_and_at_the_split_end():
+    n, C = 23, 5  # chunks [0,5) .. [15,20) and the short last chunk [20, 23)
+    store = ProxyStore(np.zeros(n, bool), chunk_size=C, first_visit="accept")
+    assert list(store.covered_chunks(5, 10)) == [1, 2]  # starts and ends on edges
+    assert list(store.covered_chunks(6, 9)) == [2]
+    assert list(store.covered_chunks(6, 3)) == []  # inside one chunk: nothing to decide
+    assert list(store.covered_chunks(15, 8)) == [3, 4]  # the split's last, short chunk ends at n
+    d = store.update([15], np.ones((1, 8)), np.full((1, 8), 2.0))
+    assert d.chunks.tolist() == [3, 4] and store.bits()[15:].all() and not store.bits()[:15].any()
+    d = store.update([6], np.ones((1, 3)), [1.0])  # no whole chunk: no draw, no write, characters still counted
+    assert d.chunks.size == 0 and d.uniforms.size == 0 and store.chars_seen == 11
+
+
+def test_reevaluated_losses_are_per_chunk_of_the_same_window():
+    store = ProxyStore(np.zeros(40, bool), chunk_size=10, reevaluate=True, greedy=True)
+    new = np.full((1, 20), 1.0)
+    old = np.concatenate([np.full(10, 2.0), np.full(10, 0.5)])[None, :]  # s better on chunk 1, worse on chunk 2
+    d = store.update([10], np.ones((1, 20)), new, proxy_losses=old)
+    assert d.old_losses.tolist() == [2.0, 0.5] and d.accepted.tolist() == [True, False]
+    assert store.bits()[10:20].all() and not store.bits()[20:30].any()
+    assert store.stored_losses([10, 20]).tolist() == [1.0, 0.5]  # rejected: the re-evaluated s_hat loss
+
+
+def test_nan_losses_are_left_out_of_a_chunks_mean():
+    store = ProxyStore(np.zeros(10, bool), chunk_size=5, first_visit="accept")
+    losses = np.array([[1.0, np.nan, 3.0, np.nan, 2.0]])
+    d = store.update([0], np.ones((1, 5)), losses)
+    assert d.new_losses[0] == pytest.approx(2.0)
+
+
+def test_chunk_stream_visits_every_window_once_per_epoch_in_a_seeded_order():
+    n, B, L = 1000, 3, 16  # 62 windows; 20 steps per epoch (2 left over)
+    ids = np.random.default_rng(0).integers(1, 9, size=n)
+    a = ChunkStream(ids, B, L, seed=4)
+    epoch0 = np.concatenate([a.next_batch().offsets.numpy() for _ in range(20)])
+    assert (epoch0 % L == 0).all() and len(set(epoch0.tolist())) == 60 and epoch0.max() + L + 1 <= n
+    b = a.next_batch()
+    assert a.epoch == 1 and a.position == B
+    again = ChunkStream(ids, B, L, seed=4)
+    assert np.array_equal(np.concatenate([again.next_batch().offsets.numpy() for _ in range(20)]), epoch0)
+    other = ChunkStream(ids, B, L, seed=5)
+    assert not np.array_equal(np.concatenate([other.next_batch().offsets.numpy() for _ in range(20)]), epoch0)
+    batch = a.batch_at(b.offsets.numpy())
+    assert torch.equal(batch.chars, torch.from_numpy(np.stack([ids[o : o + L + 1] for o in b.offsets.tolist()])))
+    # resume: the state reproduces the next windows exactly
+    state = json.loads(json.dumps(a.state_dict()))
+    c = ChunkStream(ids, B, L, seed=4)
+    c.load_state_dict(state)
+    for _ in range(25):
+        assert torch.equal(a.next_batch().offsets, c.next_batch().offsets)
+    with pytest.raises(SpeakError):
+        c.load_state_dict(CharStream(ids, B, L).state_dict())
+
+
+def test_chunk_stream_ranks_take_disjoint_shares_of_one_order():
+    ids = np.arange(1, 2001) % 7 + 1
+    r0 = ChunkStream(ids, 4, 10, seed=1, rank=0, world_size=2)
+    r1 = ChunkStream(ids, 4, 10, seed=1, rank=1, world_size=2)
+    seen0 = np.concatenate([r0.next_batch().offsets.numpy() for _ in range(24)])
+    seen1 = np.concatenate([r1.next_batch().offsets.numpy() for _ in range(24)])
+    assert not set(seen0.tolist()) & set(seen1.tolist())  # 24 steps x 8 rows = 192 of the 199 windows
+    with pytest.raises(SpeakError, match="aligned windows"):
+        ChunkStream(ids[:50], 4, 10, world_size=2)
+
+
+def test_random_windows_option_keeps_the_random_stream_with_smaller_chunks():
+    n, B, L = 400, 3, 16
+    stream = CharStream(np.ones(n, dtype=np.int64), B, L, seed=0)
+    plugin = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"windows": "random"}, seq_len=L)
+    assert plugin.store.config.chunk_size == 4
+    assert plugin.wrap_stream(stream).stream is stream
+    with pytest.raises(SpeakError, match="windows"):
+        ProxyConfig.from_mapping({"windows": "sometimes"})
+    bad = ProxyPlugin.from_boundaries(np.zeros(n, bool), {"chunk_size": 5}, seq_len=L)
+    with pytest.raises(SpeakError, match="divide"):
+        bad.wrap_stream(stream)
+
+
+def test_final_metrics_report_the_rejection_rate_per_epoch():
+    store = ProxyStore(np.zeros(20, bool), chunk_size=10, seed=0, greedy=True)
+    plugin = ProxyPlugin(store)
+    store.update([0, 10], np.zeros((2, 10)), [1.0, 1.0])  # epoch 0: first visits only
+    store.update([0, 10], np.ones((2, 10)), [2.0, 0.5])  # epoch 1: one rejected, one accepted
+    m = json.loads(json.dumps(plugin.final_metrics()))
+    assert m["proxy_reject_rate_per_epoch"] == [None, 0.5]
+    assert [e["first_visits"] for e in m["proxy_epochs"]] == [2, 0]
+
+
+def test_speak_run_writes_the_rejection_rate_per_epoch_to_metrics_json(tmp_path):
+    """A real `speak train` run over two epochs of aligned windows: metrics.json names the per-epoch rates."""
+    from speak.experiments.pipeline import train_and_evaluate
+    from speak.train.config import load_config
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. a cat naps. " * 40, encoding="utf-8")
+    cfg = load_config(flags={"boundary": "speak", "corpus": str(corpus), "preset": "cpu-tiny", "steps": 24,
+                             "out": str(tmp_path / "run"), "quiet": True, "device": "cpu"},
+                      sets=["batch_size=4", "seq_len=32", "eval_every=0", "test_windows=2", "timing_batches=1",
+                            "checkpoint_every=0", "exemplar_vocab=32"])
+    metrics = train_and_evaluate(cfg)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    rates = saved["proxy_reject_rate_per_epoch"]
+    assert rates == metrics["proxy_reject_rate_per_epoch"] and len(rates) >= 2
+    assert rates[0] is None  # the first pass over aligned windows visits every chunk for the first time
+    assert all(r is None or 0.0 <= r <= 1.0 for r in rates[1:]) and any(r is not None for r in rates[1:])
+    assert [row["epoch"] for row in saved["proxy_epochs"]] == list(range(len(rates)))

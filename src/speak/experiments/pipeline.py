@@ -54,6 +54,9 @@ def train_and_evaluate(cfg, *, resume: bool = False, plugins=()) -> dict[str, An
     metrics["ms_per_step"] = 1e3 * statistics.median(times) if times else None
     metrics["world_size"] = dist_info.world_size
     metrics["resumed_at"] = summary.get("resumed_at")
+    for plugin in trainer.plugins:  # e.g. the proxy's per-epoch MH rejection rates
+        if hasattr(plugin, "final_metrics"):
+            metrics.update(plugin.final_metrics())
     if data.notes:
         metrics["exemplar_note"] = "; ".join(data.notes)
     atomic_write_json(out_dir / R.METRICS_FILE, metrics)

@@ -165,6 +165,64 @@ class CharStream:
         self.batches_drawn = int(state.get("batches_drawn", 0))
 
 
+class ChunkStream(CharStream):
+    """Windows aligned to chunks of ``seq_len`` characters, visited in a seeded per-epoch order (the paper's epochs).
+
+    Window k starts at ``k * seq_len`` (k = 0 .. K-1, K = (N - 1) // seq_len so each has its ``seq_len + 1`` ids).
+    Epoch e visits the windows in the order of a permutation drawn from ``(seed, e)``, shared by every rank; batch j
+    of the epoch gives rank r the entries ``[(j * world + r) * B, (j * world + r + 1) * B)``. The last entries that
+    do not fill a whole step of every rank are skipped for that epoch (the next permutation differs). SPEAK's proxy
+    stores one loss per chunk, so the loss stored at a visit is of the same text (and context) as the next visit's
+    (speak.train.proxy). The state is (epoch, position): a resumed run draws exactly the same windows.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, **kwargs: Any) -> None:
+        super().__init__(ids, batch_size, seq_len, **kwargs)
+        self.n_windows = (self.ids.size - 1) // self.seq_len  # [K] starts k * seq_len, each with L + 1 ids
+        if self.n_windows < self.batch_size * self.world_size:
+            raise SpeakError(
+                f"the {self.name} split has {self.n_windows} aligned windows of {self.seq_len} characters, fewer than "
+                f"one step needs (batch_size {self.batch_size} x {self.world_size} rank(s)); use a larger corpus or "
+                f"a smaller batch"
+            )
+        self.epoch = 0
+        self.position = 0  # entries of this epoch's order already used, by all ranks
+        self._order = self._epoch_order(0)
+
+    @classmethod
+    def from_stream(cls, stream: CharStream) -> "ChunkStream":
+        """The aligned twin of a random-window stream (same split, shapes, seed, rank and boundary targets)."""
+        return cls(stream.ids, stream.batch_size, stream.seq_len, seed=stream.seed, rank=stream.rank,
+                   world_size=stream.world_size, boundary=stream.boundary, name=stream.name)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch, 0xC4A1])))
+        return rng.permutation(self.n_windows).astype(np.int64)  # [K]
+
+    def sample_offsets(self) -> np.ndarray:
+        """[B] int64 aligned window starts of this rank for the next step (advances the epoch order)."""
+        step = self.batch_size * self.world_size
+        if self.position + step > self.n_windows:
+            self.epoch += 1
+            self.position = 0
+            self._order = self._epoch_order(self.epoch)
+        lo = self.position + self.rank * self.batch_size
+        self.position += step
+        return self._order[lo : lo + self.batch_size] * self.seq_len  # [B]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(kind="ChunkStream", epoch=self.epoch, position=self.position)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("kind") != "ChunkStream":
+            raise SpeakError("data stream state is missing or not a ChunkStream state")
+        super().load_state_dict({**state, "kind": "CharStream"})
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._epoch_order(self.epoch)
+
+
 # ---------------------------------------------------------------------------------------------- evaluation windows
 @dataclass
 class EvalWindow:

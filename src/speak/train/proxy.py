@@ -7,14 +7,26 @@ SentencePiece Unigram trained on the training split, computed by the caller) and
     s_hat_{N+1} = a_N * s_{N+1} + (1 - a_N) * s_hat_N,     a_N = 1(u <= alpha),  u ~ U(0, 1)
     alpha = L_LM(s_hat_N) / L_LM(s_{N+1})                                        (Eq. 15, 16)
 
-Decisions are per CHUNK: one training-window row. A row starting at offset ``o`` belongs to chunk id
-``o // chunk_size`` (fixed-size chunk ids, so the per-chunk memory is an array, not a dict). Per chunk the store keeps
-the LM loss the proxy had when it was last accepted (NaN = none yet).
+Decisions are per CHUNK: the proxy is cut into fixed chunks of ``chunk_size`` characters (chunk id
+``offset // chunk_size``; the per-chunk memory is an array, not a dict). A training row at offset ``o`` of length L
+decides every chunk that lies WHOLLY inside ``[o, o + L)``, each on its own: the candidate loss is the mean of the
+row's per-character LM losses over exactly that chunk's characters, the bits written on acceptance are exactly that
+chunk's, and the loss stored is that chunk's. Characters of partly covered chunks at a row's edges are neither
+decided nor written, so a chunk's bits and the loss stored for them always cover the same characters (SPEC
+section 2). Per chunk the store keeps the LM loss its current bits had when they were last accepted (NaN = none yet).
 
-- ``L_LM(s)``: the per-row LM loss of the training forward, which used the tokenizer's own spikes s (free).
-- ``L_LM(s_hat)``: by default the loss stored when the proxy was last accepted for the chunk. With ``reevaluate``
-  the caller runs a second forward with ``s_hat`` as the boundaries and passes the losses (``proxy_losses``);
-  the acceptance math is the same, and on rejection the stored loss is refreshed to the re-evaluated one.
+Same text. With the default ``windows="aligned"`` the training stream (``speak.train.data.ChunkStream``) draws
+windows of exactly ``seq_len`` characters starting at multiples of ``seq_len``, in a seeded per-epoch order (the
+paper's epoch structure), so a stored loss is of the same characters with the same left context, one epoch older.
+With ``windows="random"`` (the plain random-offset stream) the stored loss is of the same characters but seen with
+another left context; the default chunk size is then ``seq_len // 4`` so that every window covers whole chunks.
+
+- ``L_LM(s)``: the chunk's mean per-character LM loss in the training forward, which used the tokenizer's own
+  spikes s (free).
+- ``L_LM(s_hat)``: by default the loss stored when the chunk's bits were last accepted. With ``reevaluate`` the
+  caller runs a second forward with ``s_hat`` as the boundaries and passes its per-character losses
+  (``proxy_losses``): the same characters, context and LM; the acceptance math is the same, and on rejection the
+  stored loss is refreshed to the re-evaluated one.
 - A chunk with no stored loss: ``first_visit="baseline"`` (default) keeps the exemplar bits and records L_LM(s) as
   the proxy's loss, so the exemplar is only replaced by a later, better segmentation; ``"accept"`` takes the new
   spikes at once. The paper initialises s_hat from an exemplar "to ensure a reliable start" (App. B); with random
@@ -47,9 +59,11 @@ import numpy as np
 
 from speak.errors import SpeakError
 
-__all__ = ["Decision", "ProxyConfig", "ProxyPlugin", "ProxyStore", "ProxyTargetStream", "per_row_lm_loss"]
+__all__ = ["Decision", "ProxyConfig", "ProxyPlugin", "ProxyStore", "ProxyTargetStream", "per_char_lm_loss",
+           "per_row_lm_loss"]
 
 FIRST_VISIT = ("accept", "baseline")
+WINDOWS = ("aligned", "random")
 ACCEPTANCE = ("ratio", "likelihood", "frozen")
 STATE_KIND = "ProxyStore"
 STATE_VERSION = 1
@@ -59,7 +73,8 @@ STATE_VERSION = 1
 class ProxyConfig:
     """Options of the proxy / MH machinery (``TrainConfig.proxy`` keys)."""
 
-    chunk_size: int = 512  # characters per chunk id (offset // chunk_size); use the training seq_len
+    chunk_size: int = 512  # characters per chunk id (offset // chunk_size); default: seq_len (aligned), seq_len // 4
+    windows: str = "aligned"  # aligned: windows = chunks in a seeded per-epoch order | random: random offsets
     greedy: bool = False  # "w/o MH" (Table 5): accept only when the loss fell
     acceptance: str = "ratio"  # ratio (Eq. 16) | likelihood (exp of the chunk's log-likelihood gain) | frozen
     reevaluate: bool = False  # L_LM(s_hat) from a second forward under the current LM (the caller computes it)
@@ -71,6 +86,8 @@ class ProxyConfig:
             raise SpeakError(f"proxy.chunk_size must be > 0, got {self.chunk_size}")
         if self.first_visit not in FIRST_VISIT:
             raise SpeakError(f"proxy.first_visit must be one of {', '.join(FIRST_VISIT)}, got {self.first_visit!r}")
+        if self.windows not in WINDOWS:
+            raise SpeakError(f"proxy.windows must be one of {', '.join(WINDOWS)}, got {self.windows!r}")
         if self.acceptance not in ACCEPTANCE:
             raise SpeakError(f"proxy.acceptance must be one of {', '.join(ACCEPTANCE)}, got {self.acceptance!r}")
 
@@ -91,22 +108,26 @@ class ProxyConfig:
 
 @dataclass
 class Decision:
-    """The outcome of :meth:`ProxyStore.propose` for one batch (applied by :meth:`ProxyStore.accept`)."""
+    """The outcome of :meth:`ProxyStore.propose` for one batch (applied by :meth:`ProxyStore.accept`).
 
-    offsets: np.ndarray  # [B] int64
+    One entry per decided chunk (U of them: every chunk wholly inside some row, in row order)."""
+
+    offsets: np.ndarray  # [B] int64: the rows' window starts
     spikes: np.ndarray  # [B, L] bool: the candidate s
-    new_losses: np.ndarray  # [B] float64: L_LM(s)
-    old_losses: np.ndarray  # [B] float64: L_LM(s_hat) used (NaN = none stored)
-    ratio: np.ndarray  # [B] alpha = L_LM(s_hat) / L_LM(s) (NaN where no old loss)
-    uniforms: np.ndarray  # [B] the u draws
-    accepted: np.ndarray  # [B] bool
-    first: np.ndarray  # [B] bool: no loss was stored for the chunk
-    refresh: np.ndarray  # [B] float64: loss to store on rejection (re-evaluated L_LM(s_hat)), NaN = keep
+    rows: np.ndarray  # [U] int64: the row each decision came from
+    chunks: np.ndarray  # [U] int64: the chunk id decided
+    new_losses: np.ndarray  # [U] float64: L_LM(s) over the chunk's characters
+    old_losses: np.ndarray  # [U] float64: L_LM(s_hat) used (NaN = none stored)
+    ratio: np.ndarray  # [U] alpha = L_LM(s_hat) / L_LM(s) (NaN where no old loss)
+    uniforms: np.ndarray  # [U] the u draws
+    accepted: np.ndarray  # [U] bool
+    first: np.ndarray  # [U] bool: no loss was stored for the chunk
+    refresh: np.ndarray  # [U] float64: loss to store on rejection (re-evaluated L_LM(s_hat)), NaN = keep
     applied: bool = False
 
     @property
     def reject_rate(self) -> float:
-        """Rejected / decided among rows that had a stored loss (first visits are not MH decisions); 0 if none."""
+        """Rejected / decided among chunks that had a stored loss (first visits are not MH decisions); 0 if none."""
         decided = ~self.first
         n = int(decided.sum())
         return float((~self.accepted & decided).sum()) / n if n else 0.0
@@ -156,6 +177,7 @@ class ProxyStore:
         self._rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([cfg.seed, 0x5BEA])))
         self.chars_seen = 0
         self._epochs: list[_EpochCounter] = [_EpochCounter()]
+        self._stream_epochs = False  # True once the stream reports its epochs (mark_epoch)
 
     # ------------------------------------------------------------------ bits
     @property
@@ -217,101 +239,120 @@ class ProxyStore:
 
     # ------------------------------------------------------------------ MH
     def chunk_ids(self, offsets: Any) -> np.ndarray:
-        """[B] chunk id of each window (``offset // chunk_size``)."""
+        """[B] chunk id of each offset (``offset // chunk_size``)."""
         return _as_offsets(offsets) // self.config.chunk_size
 
+    def chunk_span(self, cid: int) -> tuple[int, int]:
+        """[start, stop) characters of chunk ``cid`` (the split's last chunk may be shorter)."""
+        start = int(cid) * self.config.chunk_size
+        return start, min(start + self.config.chunk_size, self.n)
+
+    def covered_chunks(self, offset: int, length: int) -> range:
+        """Chunk ids lying wholly inside ``[offset, offset + length)`` (the only ones a row may decide)."""
+        C = self.config.chunk_size
+        first = -(-int(offset) // C)
+        stop = int(offset) + int(length)
+        last = stop // C if stop < self.n else self.n_chunks  # the split's short last chunk ends at n
+        return range(first, max(first, last))
+
     def stored_losses(self, offsets: Any) -> np.ndarray:
-        """[B] the loss stored for each window's chunk (NaN = none)."""
+        """[B] the loss stored for the chunk holding each offset (NaN = none)."""
         return self._chunk_loss[self.chunk_ids(offsets)].copy()
 
     def propose(self, offsets: Any, spikes: Any, lm_losses: Any, proxy_losses: Any | None = None) -> Decision:
-        """Draw the acceptance of the tokenizer's spikes ``s`` [B, L] for each row (advances the RNG by B draws).
+        """Draw the acceptance of the tokenizer's spikes ``s`` [B, L] for every chunk wholly inside a row (one
+        uniform per such chunk, in row order).
 
-        ``lm_losses`` [B]: L_LM(s) per row. ``proxy_losses`` [B] (``reevaluate``): L_LM(s_hat) under the current
-        LM; without it the chunk's stored loss is used. Rows are decided in order, so a later row of the same chunk
-        sees an earlier row's accepted loss. Nothing is written until :meth:`accept`.
+        ``lm_losses``: L_LM(s) per character [B, L] (or per row [B]: the same loss for each of the row's
+        characters). ``proxy_losses`` (``reevaluate``): L_LM(s_hat) under the current LM, same shapes; without it
+        the chunk's stored loss is used. NaN losses (padding) are left out of a chunk's mean. Chunks are decided in
+        row order, so a later row covering the same chunk sees an earlier row's result. Nothing is written until
+        :meth:`accept`.
         """
         offsets = _as_offsets(offsets)
         spikes = np.asarray(_to_numpy(spikes)) > 0.5  # [B, L] bool
         if spikes.ndim != 2 or spikes.shape[0] != offsets.size:
             raise SpeakError(f"proxy spikes must be [B, L] with B = {offsets.size}, got {spikes.shape}")
-        self._check_range(offsets, spikes.shape[1])
-        new = np.asarray(_to_numpy(lm_losses), dtype=np.float64).reshape(-1)  # [B]
-        if new.size != offsets.size:
-            raise SpeakError(f"proxy lm_losses must be [B] with B = {offsets.size}, got {new.size} values")
-        reeval = None
-        if proxy_losses is not None:
-            reeval = np.asarray(_to_numpy(proxy_losses), dtype=np.float64).reshape(-1)
-            if reeval.size != offsets.size:
-                raise SpeakError(f"proxy_losses must be [B] with B = {offsets.size}, got {reeval.size} values")
-        B = offsets.size
-        u = self._rng.random(B)  # [B]; always B draws, whatever the branches (exact resume)
-        cids = self.chunk_ids(offsets)
-        pending: dict[int, float] = {}  # chunk id -> stored loss after the earlier rows of this batch
-        old = np.full(B, np.nan)
-        ratio = np.full(B, np.nan)
-        accepted = np.zeros(B, dtype=bool)
-        first = np.zeros(B, dtype=bool)
-        refresh = np.full(B, np.nan)
-        for i in range(B):
-            cid = int(cids[i])
+        B, L = spikes.shape
+        self._check_range(offsets, L)
+        new = _per_char(lm_losses, B, L, "lm_losses")  # [B, L]
+        reeval = None if proxy_losses is None else _per_char(proxy_losses, B, L, "proxy_losses")  # [B, L]
+        rows, cids = [], []
+        for i, o in enumerate(offsets.tolist()):
+            for cid in self.covered_chunks(o, L):
+                rows.append(i)
+                cids.append(cid)
+        U = len(rows)
+        u = self._rng.random(U)  # [U]; one draw per decided chunk, whatever the branches (exact resume)
+        old = np.full(U, np.nan)
+        new_l = np.full(U, np.nan)
+        ratio = np.full(U, np.nan)
+        accepted = np.zeros(U, dtype=bool)
+        first = np.zeros(U, dtype=bool)
+        refresh = np.full(U, np.nan)
+        pending: dict[int, float] = {}  # chunk id -> stored loss after the earlier decisions of this batch
+        for k in range(U):
+            i, cid = rows[k], cids[k]
+            a, b = self.chunk_span(cid)
+            lo, hi = a - int(offsets[i]), b - int(offsets[i])  # the chunk inside row i
+            l_new = _nanmean(new[i, lo:hi])
+            new_l[k] = l_new
             stored = pending.get(cid, float(self._chunk_loss[cid]))
-            ref = float(reeval[i]) if reeval is not None else stored
-            l_new = float(new[i])
+            ref = _nanmean(reeval[i, lo:hi]) if reeval is not None else stored
             if not math.isfinite(l_new):  # a broken loss never enters the proxy
-                accepted[i] = False
-                old[i] = ref
+                old[k] = ref
                 continue
             if not math.isfinite(ref):
-                first[i] = True
-                accepted[i] = self.config.first_visit == "accept" and self.config.acceptance != "frozen"
+                first[k] = True
+                accepted[k] = self.config.first_visit == "accept" and self.config.acceptance != "frozen"
                 pending[cid] = l_new
                 continue
-            old[i] = ref
+            old[k] = ref
             if self.config.acceptance == "likelihood":  # p(chunk | s) / p(chunk | s_hat)
-                ratio[i] = math.exp(min(spikes.shape[1] * (ref - l_new), 0.0))
+                ratio[k] = math.exp(min((b - a) * (ref - l_new), 0.0))
             else:  # Eq. 16
-                ratio[i] = ref / l_new if l_new > 0 else math.inf
+                ratio[k] = ref / l_new if l_new > 0 else math.inf
             if self.config.acceptance == "frozen":
-                accepted[i] = False
+                accepted[k] = False
             elif self.config.greedy:
-                accepted[i] = l_new < ref
+                accepted[k] = l_new < ref
             else:
-                accepted[i] = bool(u[i] <= ratio[i])  # min(1, alpha): alpha >= 1 always accepts
-            if accepted[i]:
+                accepted[k] = bool(u[k] <= ratio[k])  # min(1, alpha): alpha >= 1 always accepts
+            if accepted[k]:
                 pending[cid] = l_new
             elif reeval is not None:
-                refresh[i] = ref
+                refresh[k] = ref
                 pending[cid] = ref
-        return Decision(offsets=offsets, spikes=spikes, new_losses=new, old_losses=old, ratio=ratio, uniforms=u,
-                        accepted=accepted, first=first, refresh=refresh)
+        return Decision(offsets=offsets, spikes=spikes, rows=np.asarray(rows, dtype=np.int64),
+                        chunks=np.asarray(cids, dtype=np.int64), new_losses=new_l, old_losses=old, ratio=ratio,
+                        uniforms=u, accepted=accepted, first=first, refresh=refresh)
 
     def accept(self, decision: Decision) -> np.ndarray:
-        """Apply a decision: write the accepted rows' spikes into the proxy, store their losses, count. Returns
-        the [B] accepted mask."""
+        """Apply a decision: write each accepted chunk's spikes into the proxy and store its loss, count. Returns
+        the [U] accepted mask."""
         if decision.applied:
             raise SpeakError("this proxy decision was already applied")
-        cids = self.chunk_ids(decision.offsets)
-        L = decision.spikes.shape[1]
         counter = self._epochs[-1]
-        for i in range(decision.offsets.size):
-            cid = int(cids[i])
-            if decision.accepted[i]:
-                self._write(int(decision.offsets[i]), decision.spikes[i])
-                self._chunk_loss[cid] = decision.new_losses[i]
-            elif decision.first[i]:  # first_visit = baseline: the exemplar keeps its bits, the loss is recorded
-                self._chunk_loss[cid] = decision.new_losses[i]
-            elif math.isfinite(decision.refresh[i]):
-                self._chunk_loss[cid] = decision.refresh[i]
+        for k in range(decision.chunks.size):
+            cid, i = int(decision.chunks[k]), int(decision.rows[k])
+            if decision.accepted[k]:
+                a, b = self.chunk_span(cid)
+                lo = a - int(decision.offsets[i])
+                self._write(a, decision.spikes[i, lo : lo + (b - a)])
+                self._chunk_loss[cid] = decision.new_losses[k]
+            elif decision.first[k]:  # first_visit = baseline: the exemplar keeps its bits, the loss is recorded
+                self._chunk_loss[cid] = decision.new_losses[k]
+            elif math.isfinite(decision.refresh[k]):
+                self._chunk_loss[cid] = decision.refresh[k]
             counter.proposals += 1
-            if decision.first[i]:
+            if decision.first[k]:
                 counter.first_visits += 1
-            elif decision.accepted[i]:
+            elif decision.accepted[k]:
                 counter.accepted += 1
             else:
                 counter.rejected += 1
         decision.applied = True
-        self._advance(decision.offsets.size * L)
+        self._advance(decision.spikes.size)
         return decision.accepted.copy()
 
     def update(self, offsets: Any, spikes: Any, lm_losses: Any, proxy_losses: Any | None = None) -> Decision:
@@ -321,10 +362,18 @@ class ProxyStore:
         return d
 
     def _advance(self, chars: int) -> None:
-        """Count characters seen; open a new epoch counter at each pass over the training split."""
+        """Count characters seen; open a new epoch counter at each pass over the training split (unless the
+        training stream reports its own epochs, :meth:`mark_epoch`)."""
         self.chars_seen += int(chars)
         self._epochs[-1].chars += int(chars)
-        while self.chars_seen >= self.n * len(self._epochs):
+        while not self._stream_epochs and self.chars_seen >= self.n * len(self._epochs):
+            self._epochs.append(_EpochCounter())
+
+    def mark_epoch(self, epoch: int) -> None:
+        """The training stream's own epoch (a :class:`~speak.train.data.ChunkStream` pass, which skips the windows
+        that do not fill a last step): the counters follow it instead of the characters seen."""
+        self._stream_epochs = True
+        while len(self._epochs) <= int(epoch):
             self._epochs.append(_EpochCounter())
 
     @property
@@ -350,7 +399,7 @@ class ProxyStore:
                 "chunk_size": self.config.chunk_size, "greedy": self.config.greedy,
                 "acceptance": self.config.acceptance,
                 "reevaluate": self.config.reevaluate, "first_visit": self.config.first_visit,
-                "seed": self.config.seed,
+                "seed": self.config.seed, "windows": self.config.windows,
             },
             "bits": self._bits.copy(),
             "chunk_loss": self._chunk_loss.copy(),
@@ -398,6 +447,22 @@ def _as_offsets(offsets: Any) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _per_char(losses: Any, B: int, L: int, name: str) -> np.ndarray:
+    """[B, L] float64 per-character losses from [B, L] or per-row [B] (broadcast over the row's characters)."""
+    arr = np.asarray(_to_numpy(losses), dtype=np.float64)
+    if arr.shape == (B, L):
+        return arr
+    if arr.size == B:
+        return np.repeat(arr.reshape(B, 1), L, axis=1)
+    raise SpeakError(f"proxy {name} must be [B, L] = [{B}, {L}] per character or [B] per row, got {arr.shape}")
+
+
+def _nanmean(x: np.ndarray) -> float:
+    """Mean of the finite-or-inf entries, NaN (padding) left out; NaN when there are none."""
+    keep = ~np.isnan(x)
+    return float(x[keep].mean()) if keep.any() else float("nan")
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -408,6 +473,19 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.floating):
         return float(obj)
     return obj
+
+
+def per_char_lm_loss(logits: Any, targets: Any, pad_id: int = 0) -> Any:
+    """[B, L] next-character cross-entropy (nats) per position, float32: logits [B, L, V], targets [B, L]; NaN at
+    pad targets (left out of a chunk's mean)."""
+    import torch
+    import torch.nn.functional as F
+
+    B, L, V = logits.shape
+    with torch.no_grad():
+        ce = F.cross_entropy(logits.detach().reshape(-1, V).float(), targets.reshape(-1), reduction="none")
+        ce = ce.view(B, L)  # [B, L]
+        return ce.masked_fill(targets == pad_id, float("nan"))  # [B, L]
 
 
 def per_row_lm_loss(logits: Any, targets: Any, pad_id: int = 0) -> Any:
@@ -427,11 +505,13 @@ def per_row_lm_loss(logits: Any, targets: Any, pad_id: int = 0) -> Any:
 class ProxyPlugin:
     """The trainer plug-in: after each step, propose the tokenizer's spikes to the proxy store (MH per row).
 
-    Reads ``out.boundary.tokenizer.s`` [B, L] and per-row LM losses from ``out.logits`` vs ``batch.chars[:, 1:]``.
-    ``targets_for(batch)`` gives the [B, L] L_mem targets (s_hat_N) for the objective; :class:`ProxyTargetStream`
-    puts them into ``batch.boundary_targets``. With ``reevaluate`` the losses L_LM(s_hat) come from
-    ``reevaluate_fn(batch, proxy [B, L]) -> [B]``; when none is given, :meth:`attach` makes one from the trainer's
-    model: a second forward, without gradients, with s_hat as the boundaries.
+    Reads ``out.boundary.tokenizer.s`` [B, L] and per-character LM losses from ``out.logits`` vs
+    ``batch.chars[:, 1:]``. ``targets_for(batch)`` gives the [B, L] L_mem targets (s_hat_N) for the objective;
+    :meth:`wrap_stream` (:class:`ProxyTargetStream`) puts them into ``batch.boundary_targets``, over chunk-aligned
+    windows by default. With ``reevaluate`` the losses L_LM(s_hat) come from ``reevaluate_fn(batch, proxy [B, L])
+    -> [B, L]`` (or [B]); when none is given, :meth:`attach` makes one from the trainer's model: a second forward,
+    without gradients, with s_hat as the boundaries. :meth:`final_metrics` gives metrics.json the per-epoch
+    rejection rates.
 
     Under data parallelism every rank gathers all ranks' rows (same order) and applies the same decisions with the
     same seeded RNG, so the stores stay identical; rank 0's state is checkpointed.
@@ -456,18 +536,43 @@ class ProxyPlugin:
         def reevaluate(batch: Any, proxy: Any) -> Any:
             with torch.no_grad():
                 out = model(batch.chars[:, :-1], boundaries=proxy)
-            return per_row_lm_loss(out.logits, batch.chars[:, 1:])  # [B]
+            return per_char_lm_loss(out.logits, batch.chars[:, 1:])  # [B, L]
 
         self.reevaluate_fn = reevaluate
 
     @classmethod
     def from_boundaries(cls, init_boundaries: np.ndarray, options: dict[str, Any] | None = None, *,
                         seq_len: int | None = None, seed: int = 0, **kwargs: Any) -> "ProxyPlugin":
-        """A plug-in over a fresh store; ``options`` = ``TrainConfig.proxy`` (chunk_size defaults to seq_len)."""
+        """A plug-in over a fresh store; ``options`` = ``TrainConfig.proxy``. chunk_size defaults to seq_len with
+        aligned windows (a window is a chunk) and to seq_len // 4 with random ones (a window covers >= 3 chunks)."""
         defaults: dict[str, Any] = {"seed": seed}
         if seq_len:
-            defaults["chunk_size"] = int(seq_len)
+            random = (options or {}).get("windows", ProxyConfig.windows) == "random"
+            defaults["chunk_size"] = max(1, int(seq_len) // 4) if random else int(seq_len)
         return cls(ProxyStore(init_boundaries, ProxyConfig.from_mapping(options, **defaults)), **kwargs)
+
+    def wrap_stream(self, stream: Any) -> "ProxyTargetStream":
+        """The training stream for this proxy: with ``windows="aligned"`` a random-offset ``CharStream`` becomes a
+        :class:`~speak.train.data.ChunkStream` over the same split (windows = chunks, seeded per-epoch order);
+        every batch then carries the proxy targets."""
+        from speak.train.data import CharStream, ChunkStream
+
+        if self.store.config.windows == "aligned" and isinstance(stream, CharStream):
+            if stream.seq_len % self.store.config.chunk_size:
+                raise SpeakError(f"proxy.windows=aligned needs chunk_size ({self.store.config.chunk_size}) to divide "
+                                 f"seq_len ({stream.seq_len})")
+            stream = ChunkStream.from_stream(stream)
+        return ProxyTargetStream(stream, self)
+
+    def final_metrics(self) -> dict[str, Any]:
+        """metrics.json keys: ``proxy_reject_rate_per_epoch`` (rejected / MH decisions, one per epoch; NaN where an
+        epoch had none, e.g. the first pass of aligned windows, all first visits), ``proxy_epochs`` (the counters)
+        and ``proxy_sf``."""
+        stats = self.store.epoch_stats()
+        for row in stats:  # JSON has no NaN
+            row["reject_rate"] = row["reject_rate"] if math.isfinite(row["reject_rate"]) else None
+        return {"proxy_reject_rate_per_epoch": [row["reject_rate"] for row in stats], "proxy_epochs": stats,
+                "proxy_sf": self.store.sf}
 
     def targets_for(self, batch: Any) -> Any:
         """[B, L] float proxy targets for ``batch`` (inputs chars[:, :-1] at ``batch.offsets``), on its device."""
@@ -482,18 +587,19 @@ class ProxyPlugin:
         if tok is None or getattr(tok, "s", None) is None:
             raise SpeakError("the proxy plug-in needs a spiking boundary source (out.boundary.tokenizer.s)")
         spikes = tok.s.detach()  # [B, L]
-        losses = per_row_lm_loss(out.logits, batch.chars[:, 1:])  # [B]
+        losses = per_char_lm_loss(out.logits, batch.chars[:, 1:])  # [B, L]
         offsets = batch.offsets
         proxy_losses = None
         if self.store.config.reevaluate:
             if self.reevaluate_fn is None:
                 raise SpeakError("proxy.reevaluate needs a reevaluate_fn or a trainer to attach to")
-            proxy_losses = self.reevaluate_fn(batch, self.targets_for(batch))  # [B]
+            proxy_losses = self.reevaluate_fn(batch, self.targets_for(batch))  # [B, L] or [B]
         offsets, spikes, losses, proxy_losses = _gather_rows(offsets, spikes, losses, proxy_losses)
         d = self.store.update(offsets, spikes, losses, proxy_losses)
         self.last_decision = d
         metrics["proxy_reject_rate"] = d.reject_rate
-        metrics["proxy_accept_frac"] = float(d.accepted.mean()) if d.accepted.size else 0.0
+        metrics["proxy_decisions"] = float((~d.first).sum())  # MH decisions this step (first visits are none)
+        metrics["proxy_accept_frac"] = float(d.accepted.mean()) if d.accepted.size else 0.0  # of decided chunks
         metrics["proxy_epoch"] = self.store.epoch
         metrics["proxy_sf"] = self.store.sf
 
@@ -537,6 +643,8 @@ class ProxyTargetStream:
 
     def next_batch(self) -> Any:
         batch = self.stream.next_batch()
+        if hasattr(self.stream, "epoch"):  # a ChunkStream: per-epoch counters follow its passes
+            self.plugin.store.mark_epoch(self.stream.epoch)
         batch.boundary_targets = self.plugin.targets_for(batch)
         return batch
 

@@ -128,10 +128,10 @@ def build_training_stream(
     )
     plugins: list[Any] = []
     if needs is Targets.PROXY:
-        from speak.train.proxy import ProxyPlugin, ProxyTargetStream
+        from speak.train.proxy import ProxyPlugin
 
         plugin = ProxyPlugin.from_boundaries(init, dict(cfg.proxy), seq_len=cfg.seq_len, seed=cfg.seed)
-        stream = ProxyTargetStream(stream, plugin)
+        stream = plugin.wrap_stream(stream)  # chunk-aligned windows in a seeded per-epoch order unless windows=random
         plugins.append(plugin)
     return stream, plugins
 
