@@ -153,6 +153,23 @@ def test_speak_source_hard_is_spikes():
     assert torch.equal(out.boundary.hard, tok.s.to(out.boundary.hard.dtype))
 
 
+def test_gtok_linear1_is_dtps_mlp_without_tanh():
+    """App. C.1: GTok's Linear1 is DTP's predictor MLP with no tanh, so a current above u_th fires at once, also on
+    the character right after a hard reset; with tanh (the standalone Linear + tanh, App. C.2) it never can."""
+    chars = encode("the quick brown fox").unsqueeze(0)
+    for tanh, fires in ((None, True), (True, False)):
+        opts = {"reset_mode": "all-hard"} if tanh is None else {"reset_mode": "all-hard", "tanh": tanh}
+        model = tiny_model("speak", speak=opts).eval()
+        net = model.boundary_source.net
+        assert net.cfg.linear1 == "mlp" and net.cfg.tanh is (tanh is True)
+        with torch.no_grad():
+            net.linear1[-1].bias.fill_(3.0)
+            net.linear1[-1].weight.zero_()
+            tok = model(chars).boundary.tokenizer
+        assert bool(tok.s.all()) is fires  # every position: u_t = u_reset + I_t = 3 > u_th (no tanh)
+        assert (tok.current.max().item() > 1.0) is fires
+
+
 def test_speak_source_parameter_split_and_own_encoder_option():
     from speak.lm.hourglass import count_parameters
 

@@ -34,8 +34,9 @@ from speak.tokenizer import SpeakTokenizerNet, TokenizerConfig
 
 # The ranges of L_mem's alpha and beta the paper searched (App. C.1): alpha in [0.8, 1.4], beta in [0.3, 0.8].
 MEM_SCALE_GRID = ((0.8, 1.4), (0.3, 0.8))
-# GTok's tokenizer (SPEC section 3): the pre-layer features are the ContextEncoder, Linear1 is DTP's MLP.
-GTOK_TOKENIZER = {"encoder": "features", "linear1": "mlp"}
+# GTok's tokenizer (SPEC section 3): the pre-layer features are the ContextEncoder, Linear1 is DTP's MLP without
+# tanh (App. C.1 follows DTP; tanh keeps I_t < u_th, so the neuron could not fire right after a hard reset).
+GTOK_TOKENIZER = {"encoder": "features", "linear1": "mlp", "tanh": False}
 # TokenizerConfig fields a run does not set: they come from the model (vocabulary size, feature width).
 TOKENIZER_FROM_MODEL = ("vocab_size", "feature_dim")
 
