@@ -7,7 +7,17 @@ import torch
 
 from speak.errors import SpeakError
 from speak.lm.boundaries import BoundaryConfig, gumbel_sigmoid_hard, make_boundary_source, source_names
-from speak.lm.scripts import SCRIPT_INDEX, char_script, script_table, sequence_scripts, text_scripts
+from speak.lm.boundaries.learned import dither_boundaries
+from speak.lm.scripts import (
+    MAX_CHAR_PRIOR,
+    SCRIPT_INDEX,
+    char_priors,
+    char_script,
+    script_table,
+    sequence_scripts,
+    text_scripts,
+    utf8_widths,
+)
 
 from ._helpers import ALPHABET, SOURCES, encode, tiny_model
 
@@ -183,3 +193,63 @@ def test_speak_source_parameter_split_and_own_encoder_option():
     assert tok_own == scales + sum(p.numel() for p in own.boundary_source.net.parameters())
     out = own(encode("ab cd").unsqueeze(0))
     assert out.boundary.hard.shape == (1, 5)
+
+
+def test_magnet_priors_are_per_byte_converted_per_character():
+    """MAGNET's priors count boundaries per UTF-8 byte: per character they are p x the mean bytes per character of
+    the script's positions in the sequence (Hebrew letters are 2 bytes, their inherited spaces 1), capped."""
+    alphabet = ("<pad>", "<unk>", " ", "a", "b", "ש", "ל", "ו", "म", "न")
+    widths = utf8_widths(alphabet)
+    assert widths.tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 3, 3]
+    table = script_table(alphabet)
+    idx = {c: i for i, c in enumerate(alphabet)}
+    chars = torch.tensor([[idx[c] for c in "ab שלו שלו"], [idx[c] for c in "ab ab ab a"]])  # [2, 10]
+    scripts = sequence_scripts(chars, table)
+    byte_priors = torch.full((len(SCRIPT_INDEX),), 0.1)
+    got = char_priors(byte_priors, widths[chars], scripts)  # [2, S]
+    he, la = SCRIPT_INDEX["hebrew"], SCRIPT_INDEX["latin"]
+    # row 0: Hebrew spans "שלו שלו" = 6 letters x 2 bytes + 1 inherited space = 13 bytes over 7 characters
+    assert got[0, he].item() == pytest.approx(0.1 * 13 / 7)
+    assert got[0, la].item() == pytest.approx(0.1) and got[1, la].item() == pytest.approx(0.1)
+    assert got[1, he].item() == pytest.approx(0.1)  # absent script: its byte prior (contributes nothing)
+    deva = torch.tensor([[idx[c] for c in "मनमन"]])
+    capped = char_priors(torch.full((len(SCRIPT_INDEX),), 0.3), widths[deva], sequence_scripts(deva, table))
+    assert capped[0, SCRIPT_INDEX["devanagari"]].item() == pytest.approx(MAX_CHAR_PRIOR)  # 0.3 x 3 bytes = 0.9
+    # the source's own priors (per byte: Hebrew 0.1, Latin 0.2) go through the same conversion in its loss
+    src = make_boundary_source(BoundaryConfig(name="magnet"), D, len(alphabet), alphabet)
+    out = src(chars, torch.randn(2, 10, D))
+    mine = src.char_priors(out)
+    assert mine[0, he].item() == pytest.approx(0.1 * 13 / 7) and mine[0, la].item() == pytest.approx(0.2)
+
+
+def test_dither_boundaries_keep_the_predicted_rate_causally():
+    torch.manual_seed(0)
+    p = torch.sigmoid(torch.randn(3, 200) - 1.5)  # mostly below 0.5: "mode" would give (almost) nothing
+    hard = dither_boundaries(p)
+    assert set(hard.unique().tolist()) <= {0.0, 1.0}
+    csum = torch.cumsum(p.double(), 1)
+    assert (torch.cumsum(hard.double(), 1) - csum).abs().max() < 1.0  # every prefix within one of sum p
+    q = p.clone()
+    q[:, 120:] = torch.rand(3, 80)
+    assert torch.equal(dither_boundaries(q)[:, :120], hard[:, :120])  # causal
+    assert torch.equal(dither_boundaries(torch.full((1, 6), 0.5)), torch.tensor([[0.0, 1, 0, 1, 0, 1]]))
+
+
+@pytest.mark.parametrize("name", ["dtp-gumbel", "magnet"])
+def test_eval_sampling_dither_matches_the_predicted_rate(name):
+    model = tiny_model(name, eval_sampling="dither").eval()
+    chars = encode("the quick brown fox jumps over the lazy dog").unsqueeze(0)
+    with torch.no_grad():
+        pred = model.boundary_source.predictors["latin"] if name == "magnet" else model.boundary_source.predictor
+        pred.net[-1].bias.fill_(-1.4)  # p about 0.2 everywhere
+        pred.net[-1].weight.mul_(0.01)
+        b = model(chars).boundary
+    expected = torch.sigmoid(b.logits).sum().item()
+    assert abs(b.hard.sum().item() - expected) < 1.0 and b.hard.sum() > 0
+    mode = tiny_model(name, eval_sampling="mode").eval()
+    mode.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert mode(chars).boundary.hard.sum() == 0  # the mode: no boundary below p = 0.5
+    with pytest.raises(SpeakError, match="eval_sampling"):
+        BoundaryConfig(name=name, eval_sampling="noise").validate()
+    assert BoundaryConfig(name="magnet").options.eval_sampling == "dither"  # MAGNET's default (docs/baselines.md)

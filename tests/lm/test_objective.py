@@ -357,3 +357,13 @@ def test_encoder_bce_is_open_to_every_learned_source():
     assert tiny_model("dtp-entropy", encoder_bce=1.0, encoder_bce_targets="entropy") is not None
     with pytest.raises(SpeakError, match="no boundary targets"):
         tiny_model("dtp-entropy", encoder_bce=1.0)
+
+
+def test_per_script_prior_takes_one_set_of_priors_per_sequence():
+    torch.manual_seed(0)
+    hard = (torch.rand(2, 40) < 0.2).float()
+    ids = torch.randint(0, 3, (2, 40))
+    per_seq = torch.tensor([[0.5, 0.2, 0.1], [0.3, 0.25, 0.15]])  # [B = 2, S = 3]
+    got = per_script_binomial_prior_loss(hard, ids, per_seq)
+    rows = [per_script_binomial_prior_loss(hard[i : i + 1], ids[i : i + 1], per_seq[i]) for i in range(2)]
+    assert got.item() == pytest.approx(sum(r.item() for r in rows) / 2, rel=1e-5)

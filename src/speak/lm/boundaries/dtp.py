@@ -21,6 +21,7 @@ from speak.lm.boundaries.learned import (
     BoundaryPredictor,
     LearnedOptions,
     LearnedSource,
+    EVAL_SAMPLING,
     gumbel_sigmoid_hard,
     logit,
 )
@@ -41,6 +42,8 @@ class DTPOptions(LearnedOptions):
 class GumbelOptions(DTPOptions):
     prior: float = 0.2  # Binomial prior (expected boundary rate)
     temperature: float = 0.5  # relaxed-Bernoulli temperature
+    # evaluation: "mode" = 1(sigmoid(logit) > threshold); "dither" = deterministic boundaries at the predicted rate
+    eval_sampling: str = "mode"
 
     def validate(self) -> None:
         super().validate()
@@ -48,6 +51,9 @@ class GumbelOptions(DTPOptions):
             raise SpeakError(f"boundary.prior must be in (0, 1), got {self.prior}")
         if self.temperature <= 0.0:
             raise SpeakError(f"boundary.temperature must be positive, got {self.temperature}")
+        if self.eval_sampling not in EVAL_SAMPLING:
+            raise SpeakError(f"boundary.eval_sampling must be one of {', '.join(EVAL_SAMPLING)}, "
+                             f"got {self.eval_sampling!r}")
 
 
 class _Predictor(LearnedSource):
@@ -92,7 +98,8 @@ class DTPGumbel(_Predictor):
     opts: GumbelOptions
 
     def _hard(self, logits: Tensor) -> Tensor:
-        return gumbel_sigmoid_hard(logits, self.opts.temperature, self.training, self.opts.threshold)  # [B, L]
+        return gumbel_sigmoid_hard(logits, self.opts.temperature, self.training, self.opts.threshold,
+                                   self.opts.eval_sampling)  # [B, L]
 
     def source_losses(self, out, lm_logits, targets, valid):
         return {"prior": binomial_prior_loss(out.hard, self.opts.prior, valid.to(lm_logits.dtype))}

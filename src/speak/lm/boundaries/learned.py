@@ -94,13 +94,32 @@ def straight_through(soft: Tensor, hard: Tensor) -> Tensor:
     return _StraightThrough.apply(soft, hard.detach())
 
 
-def gumbel_sigmoid_hard(logits: Tensor, temperature: float, training: bool, threshold: float = 0.5) -> Tensor:
-    """Relaxed-Bernoulli straight-through sample in training; deterministic ``1(p > threshold)`` at evaluation.
+EVAL_SAMPLING = ("mode", "dither")
+
+
+def dither_boundaries(probs: Tensor) -> Tensor:
+    """Deterministic boundaries at the predicted rate: t closes a group when the running sum of p crosses an integer,
+    ``hard_t = floor(P_t) - floor(P_{t-1})``, ``P_t = sum_{s <= t} p_s`` ([B, L] -> [B, L]; causal, no noise).
+
+    Over any prefix the count differs from the expected count ``sum p`` by less than one, as a Bernoulli sample
+    matches it in expectation (the public DTP/MAGNET code samples noise at evaluation); no randomness at evaluation.
+    """
+    total = torch.floor(torch.cumsum(probs.detach().double(), dim=1))  # [B, L]
+    prev = torch.cat([torch.zeros_like(total[:, :1]), total[:, :-1]], dim=1)  # [B, L]
+    return (total > prev).to(probs.dtype)  # [B, L]
+
+
+def gumbel_sigmoid_hard(logits: Tensor, temperature: float, training: bool, threshold: float = 0.5,
+                        eval_sampling: str = "mode") -> Tensor:
+    """Relaxed-Bernoulli straight-through sample in training; deterministic at evaluation.
 
     Training: ``soft = sigmoid((logits + log u - log(1 - u)) / T)``, ``hard = 1(soft > threshold)``, returned with
-    the value of hard and the gradient of soft (straight-through). Evaluation: no noise, no gradient.
+    the value of hard and the gradient of soft (straight-through). Evaluation: no noise, no gradient;
+    ``1(p > threshold)`` (``eval_sampling="mode"``) or :func:`dither_boundaries` of p (``"dither"``).
     """
     if not training:
+        if eval_sampling == "dither":
+            return dither_boundaries(torch.sigmoid(logits.detach().float())).to(logits.dtype)  # [B, L]
         return (logits > logit(threshold)).to(logits.dtype).detach()  # [B, L]
     u = torch.rand_like(logits).clamp(1e-6, 1.0 - 1e-6)  # [B, L]
     soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)  # [B, L]

@@ -83,16 +83,19 @@ def per_script_binomial_prior_loss(
         k_bs = sum_t m_bt 1[script_bt = s] h_bt,   n_bs = sum_t m_bt 1[script_bt = s]
         L = (1 / B) sum_b  sum_s -log Binomial(k_bs; n_bs, p_s) / n_b,   n_b = sum_s n_bs
 
-    ``script_ids`` [B, L] int64 index ``priors`` [S]. Per sequence the per-script NLLs are summed and normalised by
-    the sequence's positions, so a single-script text gives exactly :func:`binomial_prior_loss`. Returns a scalar.
+    ``script_ids`` [B, L] int64 index ``priors`` [S] (or [B, S], one set per sequence: MAGNET's per-byte priors
+    converted per character, ``speak.lm.scripts.char_priors``). Per sequence the per-script NLLs are summed and
+    normalised by the sequence's positions, so a single-script text gives exactly :func:`binomial_prior_loss`.
+    Returns a scalar.
     """
     hard = hard.float()  # [B, L]
     m = _mask_like(hard, mask)  # [B, L]
-    S = priors.shape[0]
+    S = priors.shape[-1]
     onehot = F.one_hot(script_ids, S).to(hard.dtype) * m.unsqueeze(-1)  # [B, L, S]
     k = torch.einsum("bl,bls->bs", hard, onehot)  # [B, S]
     n = onehot.sum(dim=1)  # [B, S]
-    p = priors.to(hard.dtype).clamp(1e-6, 1 - 1e-6).unsqueeze(0)  # [1, S]
+    p = priors.to(hard.dtype).clamp(1e-6, 1 - 1e-6)  # [S] or [B, S]
+    p = p.unsqueeze(0) if p.dim() == 1 else p  # [1 or B, S]
     nll = _binomial_nll(k, n, p) * (n > 0).to(hard.dtype)  # [B, S]; absent scripts contribute 0
     total = n.sum(dim=1)  # [B]
     return (nll.sum(dim=1) / total.clamp_min(1.0)).mean()
