@@ -174,3 +174,13 @@ def test_restored_records_report_like_the_runs_they_came_from(tmp_path):
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(SpeakError, match="corrupted"):
         restore_runs.restore(tmp_path / "bad.json", new, None)
+
+
+def test_vanilla_is_in_the_default_comparison():
+    """Table 1's Vanilla row (no shortening) is trained by default, by the API and by the CLI alike."""
+    import inspect
+
+    from speak.cli.experiment import compare_cmd
+
+    assert C.DEFAULT_METHODS[0] == "vanilla" and "speak" in C.DEFAULT_METHODS
+    assert inspect.signature(compare_cmd).parameters["methods"].default.default == ",".join(C.DEFAULT_METHODS)

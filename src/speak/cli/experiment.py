@@ -8,12 +8,13 @@ from typing import Optional
 
 import typer
 
+from speak.experiments.variants import COMPARE_METHODS
 from speak.lm.boundaries.registry import source_names
 
 
 def compare_cmd(
     corpus: list[str] = typer.Option(..., "--corpus", help="Corpus spec; repeat for several corpora."),
-    methods: str = typer.Option("vanilla,dtp-entropy,dtp-unigram,magnet,speak", "--methods",
+    methods: str = typer.Option(",".join(COMPARE_METHODS), "--methods",
                                 help="Comma-separated: vanilla (boundary none), "
                                      + ", ".join(n for n in source_names() if n != "none")
                                      + " (every registered boundary source), and speak ablation variants."),
