@@ -70,7 +70,10 @@ def test_gumbel_eval_is_deterministic_and_noise_free():
     a = src(chars, feats)
     b = src(chars, feats)
     assert torch.equal(a.hard, b.hard)
-    assert torch.equal(a.hard, (torch.sigmoid(a.logits) > 0.5).float())
+    assert torch.equal(a.hard, dither_boundaries(torch.sigmoid(a.logits)))  # the default: at the predicted rate
+    mode = _source("dtp-gumbel", eval_sampling="mode").eval()
+    mode.load_state_dict(src.state_dict())
+    assert torch.equal(mode(chars, feats).hard, (torch.sigmoid(a.logits) > 0.5).float())
 
 
 def test_gumbel_eval_model_forward_is_deterministic():
@@ -252,4 +255,4 @@ def test_eval_sampling_dither_matches_the_predicted_rate(name):
         assert mode(chars).boundary.hard.sum() == 0  # the mode: no boundary below p = 0.5
     with pytest.raises(SpeakError, match="eval_sampling"):
         BoundaryConfig(name=name, eval_sampling="noise").validate()
-    assert BoundaryConfig(name="magnet").options.eval_sampling == "dither"  # MAGNET's default (docs/baselines.md)
+    assert BoundaryConfig(name=name).options.eval_sampling == "dither"  # the default (docs/decisions.md)

@@ -5,8 +5,9 @@
   next-character entropy (entropy) or against an exemplar segmentation of the corpus (unigram: SentencePiece
   Unigram by default).
 - ``dtp-gumbel``: training: relaxed Bernoulli (logistic noise, temperature 0.5) with a straight-through hard
-  sample; evaluation: NO noise, ``hard = 1(sigmoid(logit) > 0.5)`` (deterministic; the public code samples noise at
-  evaluation). Trained by the LM loss (through the straight-through path) + a Binomial prior on the boundary count.
+  sample; evaluation: NO noise (the public code samples noise at evaluation), boundaries placed deterministically at
+  the predicted rate (``eval_sampling: dither``; ``mode`` = ``1(sigmoid(logit) > 0.5)``, which an uninformative
+  predictor at its prior never crosses: docs/decisions.md). Trained by the LM loss (through the straight-through path) + a Binomial prior on the boundary count.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class DTPOptions(LearnedOptions):
 class GumbelOptions(DTPOptions):
     prior: float = 0.2  # Binomial prior (expected boundary rate)
     temperature: float = 0.5  # relaxed-Bernoulli temperature
-    # evaluation: "mode" = 1(sigmoid(logit) > threshold); "dither" = deterministic boundaries at the predicted rate
-    eval_sampling: str = "mode"
+    # evaluation: "dither" = deterministic boundaries at the predicted rate; "mode" = 1(sigmoid(logit) > threshold)
+    eval_sampling: str = "dither"
 
     def validate(self) -> None:
         super().validate()
