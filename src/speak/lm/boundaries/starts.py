@@ -1,11 +1,11 @@
-"""From "a segment starts at t" (H-Net's b_t, BLT's patch starts) to our boundary convention (SPEC section 2).
+"""From "a segment starts at t" (BLT's patch starts) to our boundary convention (SPEC section 2).
 
-H-Net and BLT mark the FIRST element of each chunk or patch; our hourglass marks the LAST character of each group
-(``hard[:, t] = 1``: t closes its group). A start at t closes the previous group at t - 1:
+BLT marks the FIRST element of each patch (decided from the characters before it); our hourglass marks the LAST
+character of each group (``hard[:, t] = 1``: t closes its group). A start at t closes the previous group at t - 1:
 
     hard[:, t] = starts[:, t + 1]   for t < L - 1,
 
-and position 0 always starts a segment in both papers: in our convention that start is the sequence's beginning and
+and position 0 always starts a segment: in our convention that start is the sequence's beginning and
 needs no mark. ``starts`` may be one longer than the text (a start at L, decided from characters < L, closes the
 last group at L - 1); otherwise ``hard[:, L - 1] = 0`` (the text's end closes the trailing group anyway).
 """
