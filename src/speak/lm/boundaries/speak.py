@@ -38,6 +38,8 @@ MEM_SCALE_GRID = ((0.8, 1.4), (0.3, 0.8))
 GTOK_TOKENIZER = {"encoder": "features", "linear1": "mlp"}
 # TokenizerConfig fields a run does not set: they come from the model (vocabulary size, feature width).
 TOKENIZER_FROM_MODEL = ("vocab_size", "feature_dim")
+# Step of the calibrated threshold toward each training batch's quantile (an exponential moving average).
+CALIBRATION_RATE = 0.05
 
 
 @dataclass
@@ -53,11 +55,20 @@ class SpeakOptions(LearnedOptions):
     mem_second_term: bool = True  # False = "w/o L_mem 2nd term" (Table 5)
     mem_balanced: bool = True  # L_mem's spiking and silent sums each normalised by their own count
     entropy_ratio: float = 0.2  # top share of tokens by entropy that are high-entropy (App. A.2)
+    reset_bce_at: str = "all"  # L_reset's positions: "all" (Eq. 12 over every position) or "spikes"
+    reset_pos_weight: float = 1.0  # weight of L_reset's positive terms
+    reset_threshold: str = "fixed"  # Eq. 9's threshold: "fixed" (0.5) or "calibrated" (top entropy_ratio of spikes)
 
     def validate(self) -> None:
         super().validate()
         if not 0.0 <= self.entropy_ratio <= 1.0:
             raise SpeakError(f"boundary.entropy_ratio must be in [0, 1], got {self.entropy_ratio}")
+        if self.reset_bce_at not in ("all", "spikes"):
+            raise SpeakError(f"boundary.reset_bce_at must be all or spikes, got {self.reset_bce_at!r}")
+        if self.reset_threshold not in ("fixed", "calibrated"):
+            raise SpeakError(f"boundary.reset_threshold must be fixed or calibrated, got {self.reset_threshold!r}")
+        if self.reset_pos_weight <= 0:
+            raise SpeakError(f"boundary.reset_pos_weight must be > 0, got {self.reset_pos_weight}")
 
     def tokenizer_config(self, vocab_size: int, feature_dim: int) -> TokenizerConfig:
         opts = {**GTOK_TOKENIZER, **self.speak, "vocab_size": vocab_size}
@@ -89,6 +100,8 @@ class SpeakBoundaries(LearnedSource):
             self.mem_scales = nn.Parameter(scales)
         else:
             self.register_buffer("mem_scales", scales)
+        # Eq. 9's threshold as a logit; saved only when calibrated (0 = sigmoid(e) > 0.5 otherwise)
+        self.register_buffer("mask_threshold", torch.zeros(()), persistent=opts.reset_threshold == "calibrated")
         self.add_encoder_head(d_model)
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
@@ -101,9 +114,9 @@ class SpeakBoundaries(LearnedSource):
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
         if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder
-            out = self.net(chars, features=self.features(features))
+            out = self.net(chars, features=self.features(features), mask_threshold=self.mask_threshold)
         else:  # its own per-character encoder (standalone setting inside the hourglass)
-            out = self.net(chars)
+            out = self.net(chars, mask_threshold=self.mask_threshold)
         return BoundaryOutput(hard=out.s.detach().to(features.dtype), tokenizer=out,
                               head_logits=self.head_logits(features))  # [B, L]
 
@@ -118,8 +131,39 @@ class SpeakBoundaries(LearnedSource):
         if ResetMode.parse(ncfg.reset_mode).uses_mask:
             entropy = predictive_entropy(lm_logits)  # [B, L] the LM's next-char entropy, no grad
             e_hat = reset_targets_from_entropy(entropy, tok.s, ratio=o.entropy_ratio, valid=valid)  # [B, L]
-            losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, valid)
+            at = valid.bool() if valid is not None else torch.ones_like(e_hat, dtype=torch.bool)  # [B, L]
+            if o.reset_bce_at == "spikes":
+                at = at & (tok.s.detach() > 0.5)
+            losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, at, pos_weight=o.reset_pos_weight)
+            if o.reset_threshold == "calibrated" and self.training:
+                self._calibrate_threshold(tok.mask_logits.detach(), tok.s.detach() > 0.5, at)
         return losses
+
+    @torch.no_grad()
+    def _calibrate_threshold(self, e: Tensor, spikes: Tensor, valid: Tensor) -> None:
+        """Move Eq. 9's threshold toward the (1 - entropy_ratio) quantile of e at this batch's spikes, so about
+        ``entropy_ratio`` of the spikes hard-reset, as many as there are high-entropy tokens (App. A.2)."""
+        at = e[spikes & valid].float()  # [K]
+        if at.numel() == 0:
+            return
+        q = torch.quantile(at, 1.0 - self.opts.entropy_ratio)
+        self.mask_threshold.lerp_(q.to(self.mask_threshold.dtype), CALIBRATION_RATE)
+
+    @torch.no_grad()
+    def reset_counts(self, out: BoundaryOutput, lm_logits: Tensor, keep: Tensor) -> dict[str, float]:
+        """Counts over the positions ``keep`` [B, L] for the hard-reset share and C's precision/recall: spikes,
+        spikes that hard-reset, spikes C marks (m = 1), high-entropy targets e_hat (top ``entropy_ratio`` tokens of
+        the batch, Eq. 12) and the targets C marks."""
+        tok, ncfg = out.tokenizer, self.net.cfg
+        spikes = tok.s > 0.5  # [B, L]
+        hard, _ = ResetMode.parse(ncfg.reset_mode).resolve(tok.mask, ncfg.theta, spikes.shape, spikes.device)
+        hard = torch.zeros_like(spikes) if hard is None else hard.bool()
+        entropy = predictive_entropy(lm_logits)  # [B, L]
+        e_hat = reset_targets_from_entropy(entropy, tok.s, ratio=self.opts.entropy_ratio) > 0.5  # [B, L]
+        marked = tok.mask.bool() & spikes & keep
+        return {"spikes": float((spikes & keep).sum()), "hard_resets": float((hard & spikes & keep).sum()),
+                "c_marked": float(marked.sum()), "c_targets": float((e_hat & keep).sum()),
+                "c_hits": float((marked & e_hat).sum())}
 
     def _encoder_params(self) -> set[int]:
         if self.net.cfg.encoder != "features":
