@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from speak.errors import SpeakError
 from speak.eval.metrics import RESET_KEYS, evaluate_bpc, reset_metrics
 from speak.lm.boundaries.losses import predictive_entropy
 from speak.lm.boundaries.speak_losses import reset_loss, reset_targets_from_entropy
@@ -32,8 +31,8 @@ def _losses(model, x):
     return out, model.boundary_source.source_losses(out.boundary, out.logits, torch.zeros_like(x), x != 0)
 
 
-def test_reset_bce_at_spikes_averages_over_the_spikes_only():
-    model = tiny_model("speak", reset_bce_at="spikes").eval()
+def test_reset_loss_averages_over_the_spikes_only():
+    model = tiny_model("speak").eval()
     x = _inputs()
     out, got = _losses(model, x)
     tok = out.boundary.tokenizer
@@ -45,12 +44,12 @@ def test_reset_bce_at_spikes_averages_over_the_spikes_only():
 
 
 def test_calibrated_threshold_moves_toward_the_spikes_quantile_and_gates_the_mask():
-    model = tiny_model("speak", reset_threshold="calibrated").train()
+    model = tiny_model("speak").train()
     source = model.boundary_source
     x = _inputs(B=8, L=64)
     _spiky(model)
     assert float(source.mask_threshold) == 0.0
-    assert "mask_threshold" in source.state_dict()  # saved with the model when calibrated
+    assert "mask_threshold" in source.state_dict()  # saved with the model
     for _ in range(100):  # the moving average closes 1 - 0.95^100 of the gap
         out, _ = _losses(model, x)
     tok = out.boundary.tokenizer
@@ -64,18 +63,19 @@ def test_calibrated_threshold_moves_toward_the_spikes_quantile_and_gates_the_mas
     assert 0.1 < share < 0.3  # about the top 20% of spikes
 
 
-def test_fixed_threshold_is_eq9_and_not_saved():
+def test_threshold_stays_in_eval_mode_and_checkpoints_without_it_load_eq9():
     model = tiny_model("speak").eval()
-    assert "mask_threshold" not in model.boundary_source.state_dict()  # checkpoints of the fixed reading unchanged
-    tok = model(_inputs()).boundary.tokenizer
+    x = _inputs()
+    _losses(model, x)
+    assert float(model.boundary_source.mask_threshold) == 0.0  # calibrated in training only
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("mask_threshold")}
+    fresh = tiny_model("speak", seed=1)
+    with torch.no_grad():
+        fresh.boundary_source.mask_threshold.fill_(3.0)
+    fresh.load_state_dict(state)  # an older checkpoint: Eq. 9's sigmoid(e) > 0.5
+    assert float(fresh.boundary_source.mask_threshold) == 0.0
+    tok = fresh.eval()(x).boundary.tokenizer
     assert torch.equal(tok.mask, torch.sigmoid(tok.mask_logits) > 0.5)
-
-
-@pytest.mark.parametrize("key,value", [("reset_bce_at", "tokens"), ("reset_threshold", "median"),
-                                       ("reset_pos_weight", 0.0)])
-def test_bad_reset_options_are_one_clear_error(key, value):
-    with pytest.raises(SpeakError, match=key):
-        tiny_model("speak", **{key: value})
 
 
 def test_reset_counts_by_hand():

@@ -105,11 +105,10 @@ def test_ngram_entropy_is_low_where_the_next_char_is_determined():
     assert h.shape == (4,)
 
 
-def test_reset_loss_restricted_positions_and_pos_weight_by_hand():
-    """L_reset over the positions `valid` only, with the positive terms scaled by pos_weight."""
+
+def test_reset_loss_averages_over_the_given_positions_by_hand():
     e = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
     t = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
     at = torch.tensor([[True, True, False, False]])
     sp = lambda x: math.log1p(math.exp(x))  # noqa: E731 - softplus: -log sigmoid(-x)
-    want = (4.0 * sp(-1.0) + sp(-2.0)) / 2  # positive at 0 (weighted), negative at 1
-    assert float(reset_loss(e, t, at, pos_weight=4.0)) == pytest.approx(want, rel=1e-6)
+    assert float(reset_loss(e, t, at)) == pytest.approx((sp(-1.0) + sp(-2.0)) / 2, rel=1e-6)

@@ -55,20 +55,11 @@ class SpeakOptions(LearnedOptions):
     mem_second_term: bool = True  # False = "w/o L_mem 2nd term" (Table 5)
     mem_balanced: bool = True  # L_mem's spiking and silent sums each normalised by their own count
     entropy_ratio: float = 0.2  # top share of tokens by entropy that are high-entropy (App. A.2)
-    reset_bce_at: str = "all"  # L_reset's positions: "all" (Eq. 12 over every position) or "spikes"
-    reset_pos_weight: float = 1.0  # weight of L_reset's positive terms
-    reset_threshold: str = "fixed"  # Eq. 9's threshold: "fixed" (0.5) or "calibrated" (top entropy_ratio of spikes)
 
     def validate(self) -> None:
         super().validate()
         if not 0.0 <= self.entropy_ratio <= 1.0:
             raise SpeakError(f"boundary.entropy_ratio must be in [0, 1], got {self.entropy_ratio}")
-        if self.reset_bce_at not in ("all", "spikes"):
-            raise SpeakError(f"boundary.reset_bce_at must be all or spikes, got {self.reset_bce_at!r}")
-        if self.reset_threshold not in ("fixed", "calibrated"):
-            raise SpeakError(f"boundary.reset_threshold must be fixed or calibrated, got {self.reset_threshold!r}")
-        if self.reset_pos_weight <= 0:
-            raise SpeakError(f"boundary.reset_pos_weight must be > 0, got {self.reset_pos_weight}")
 
     def tokenizer_config(self, vocab_size: int, feature_dim: int) -> TokenizerConfig:
         opts = {**GTOK_TOKENIZER, **self.speak, "vocab_size": vocab_size}
@@ -100,8 +91,7 @@ class SpeakBoundaries(LearnedSource):
             self.mem_scales = nn.Parameter(scales)
         else:
             self.register_buffer("mem_scales", scales)
-        # Eq. 9's threshold as a logit; saved only when calibrated (0 = sigmoid(e) > 0.5 otherwise)
-        self.register_buffer("mask_threshold", torch.zeros(()), persistent=opts.reset_threshold == "calibrated")
+        self.register_buffer("mask_threshold", torch.zeros(()))  # Eq. 9's threshold as a logit, calibrated
         self.add_encoder_head(d_model)
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
@@ -131,19 +121,18 @@ class SpeakBoundaries(LearnedSource):
         if ResetMode.parse(ncfg.reset_mode).uses_mask:
             entropy = predictive_entropy(lm_logits)  # [B, L] the LM's next-char entropy, no grad
             e_hat = reset_targets_from_entropy(entropy, tok.s, ratio=o.entropy_ratio, valid=valid)  # [B, L]
-            at = valid.bool() if valid is not None else torch.ones_like(e_hat, dtype=torch.bool)  # [B, L]
-            if o.reset_bce_at == "spikes":
-                at = at & (tok.s.detach() > 0.5)
-            losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, at, pos_weight=o.reset_pos_weight)
-            if o.reset_threshold == "calibrated" and self.training:
-                self._calibrate_threshold(tok.mask_logits.detach(), tok.s.detach() > 0.5, at)
+            spikes = tok.s.detach() > 0.5  # [B, L] the token boundaries, where e_hat is defined
+            at = spikes if valid is None else spikes & valid.bool()
+            losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, at)
+            if self.training:
+                self._calibrate_threshold(tok.mask_logits.detach(), at)
         return losses
 
     @torch.no_grad()
-    def _calibrate_threshold(self, e: Tensor, spikes: Tensor, valid: Tensor) -> None:
-        """Move Eq. 9's threshold toward the (1 - entropy_ratio) quantile of e at this batch's spikes, so about
-        ``entropy_ratio`` of the spikes hard-reset, as many as there are high-entropy tokens (App. A.2)."""
-        at = e[spikes & valid].float()  # [K]
+    def _calibrate_threshold(self, e: Tensor, spikes: Tensor) -> None:
+        """Move Eq. 9's threshold toward the (1 - entropy_ratio) quantile of e [B, L] at this batch's spikes [B, L],
+        so about ``entropy_ratio`` of the spikes hard-reset, as many as there are high-entropy tokens (App. A.2)."""
+        at = e[spikes].float()  # [K]
         if at.numel() == 0:
             return
         q = torch.quantile(at, 1.0 - self.opts.entropy_ratio)
@@ -164,6 +153,11 @@ class SpeakBoundaries(LearnedSource):
         return {"spikes": float((spikes & keep).sum()), "hard_resets": float((hard & spikes & keep).sum()),
                 "c_marked": float(marked.sum()), "c_targets": float((e_hat & keep).sum()),
                 "c_hits": float((marked & e_hat).sum())}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints from before the calibrated threshold load with Eq. 9's 0.5 (logit 0), which they ran."""
+        state_dict.setdefault(prefix + "mask_threshold", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _encoder_params(self) -> set[int]:
         if self.net.cfg.encoder != "features":
