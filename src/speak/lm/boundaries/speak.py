@@ -10,7 +10,10 @@ section 2). Everything SPEAK does at training time inside the hourglass is here.
   alpha and beta are learned with the model (App. C.1).
 - L_reset (Eq. 12): the tokens of the tokenizer's own spikes are ranked by the LM's predictive entropy of their
   first character (no grad); the top ``entropy_ratio`` of the batch put e_hat = 1 on the spike closing the token
-  before them. Only when the reset mode uses the contextual-boundary masks.
+  before them. The BCE is averaged over the spikes, the token boundaries where e_hat is defined. Eq. 9's threshold
+  (``mask_threshold``, a logit) follows the (1 - ``entropy_ratio``) quantile of C's logits at the training spikes,
+  so the top ``entropy_ratio`` of spikes hard-reset (docs/decisions.md). Only when the reset mode uses the
+  contextual-boundary masks.
 - The tokenizer's losses stop at the shared pre-layers by default (``detach_features``): L_mem's gradient through
   the integrate-and-fire scan is ~80x the LM's there at init, so the encoder would learn L_mem's features.
 """
