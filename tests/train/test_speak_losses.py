@@ -103,3 +103,12 @@ def test_ngram_entropy_is_low_where_the_next_char_is_determined():
     h = ng.entropy_next(np.array([2, 3, 4, 5], dtype=np.int64))
     assert h[1] > h[2]  # context (2,3) is ambiguous, (3,4) is not
     assert h.shape == (4,)
+
+
+
+def test_reset_loss_averages_over_the_given_positions_by_hand():
+    e = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+    t = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    at = torch.tensor([[True, True, False, False]])
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731 - softplus: -log sigmoid(-x)
+    assert float(reset_loss(e, t, at)) == pytest.approx((sp(-1.0) + sp(-2.0)) / 2, rel=1e-6)

@@ -34,6 +34,9 @@ REQUIRED_KEYS = (
 )
 
 
+RESET_KEYS = ("hard_reset_share", "c_precision", "c_recall", "c_target_rate")
+
+
 def _logits_and_hard(out: Any) -> tuple[Tensor, Tensor | None]:
     """(logits [B, L, V], hard [B, L] or None) from a model output (HourglassOutput, tuple or plain logits)."""
     if isinstance(out, Tensor):
@@ -80,6 +83,9 @@ def evaluate_bpc(
     windows = _select(list(eval_windows(ids, scored=scored, context=context)), max_windows)
     n_total = int(np.asarray(ids).size)
     shortens = _shortens(model)
+    source = getattr(getattr(model, "module", model), "boundary_source", None)
+    counting = callable(getattr(source, "reset_counts", None))
+    counts: dict[str, float] = {}
     nats = 0.0
     chars = 0
     tokens = 0.0
@@ -96,6 +102,12 @@ def evaluate_bpc(
             V = logits.shape[-1]
             ce = F.cross_entropy(logits.float().reshape(-1, V), x[:, 1:].reshape(-1), reduction="none")
             ce = ce.view(x.shape[0], -1)  # [b, W-1]
+            if counting:
+                keep = torch.zeros(ce.shape, dtype=torch.bool, device=ce.device)  # [b, W-1] the scored positions
+                for j, w in enumerate(chunk):
+                    keep[j, -w.n_scored:] = True
+                for key, value in source.reset_counts(out.boundary, logits, keep).items():
+                    counts[key] = counts.get(key, 0.0) + value
             for j, w in enumerate(chunk):
                 n = w.n_scored
                 nats += float(ce[j, -n:].double().sum())
@@ -118,6 +130,22 @@ def evaluate_bpc(
         "chars": float(chars),
         "tokens": float(tokens),
         "windows": float(len(windows)),
+        **reset_metrics(counts),
+    }
+
+
+def reset_metrics(counts: dict[str, float]) -> dict[str, float]:
+    """SPEAK's entropy-aware reset from summed ``reset_counts`` (empty for other sources): the share of spikes that
+    hard-reset, and the contextual-boundary predictor C's precision and recall against its high-entropy targets
+    (e_hat, Eq. 12) at the spikes, with the targets' base rate (precision of marking spikes at random)."""
+    if not counts:
+        return {}
+    spikes = max(counts["spikes"], 1.0)
+    return {
+        "hard_reset_share": counts["hard_resets"] / spikes,
+        "c_precision": counts["c_hits"] / max(counts["c_marked"], 1.0),
+        "c_recall": counts["c_hits"] / max(counts["c_targets"], 1.0),
+        "c_target_rate": counts["c_targets"] / spikes,
     }
 
 
@@ -214,7 +242,7 @@ def make_valid_fn(cfg, ids: np.ndarray) -> Callable[[nn.Module], dict[str, float
     def valid_fn(model: nn.Module) -> dict[str, float]:
         r = evaluate_bpc(model, ids, scored=cfg.scored, context=cfg.context, batch_size=cfg.eval_batch_size,
                          max_windows=cfg.eval_windows or None, amp_dtype=amp)
-        return {"bpc": r["bpc"], "sf": r["sf"]}
+        return {k: r[k] for k in ("bpc", "sf", *RESET_KEYS) if k in r}
 
     return valid_fn
 
@@ -252,6 +280,7 @@ def final_metrics(model: nn.Module, cfg, data, *, train_summary: dict[str, Any] 
         "eval_context": cfg.context,
         "device": str(device),
         "torch": torch.__version__,
+        **{k: test[k] for k in RESET_KEYS if k in test},
     }
     if train_summary:
         last = train_summary.get("last") or {}
@@ -260,6 +289,7 @@ def final_metrics(model: nn.Module, cfg, data, *, train_summary: dict[str, Any] 
         ev = train_summary.get("eval") or {}
         metrics["valid_bpc"] = ev.get("valid_bpc")
         metrics["valid_sf"] = ev.get("valid_sf")
+        metrics.update({f"valid_{k}": ev[f"valid_{k}"] for k in RESET_KEYS if f"valid_{k}" in ev})
         metrics["best_valid_bpc"] = (train_summary.get("best") or {}).get("valid_bpc")
     return metrics
 

@@ -64,10 +64,13 @@ class SpeakTokenizerNet(nn.Module):
             current = torch.tanh(current)
         return current, self.linear2(h).squeeze(-1)  # [B, L], [B, L]
 
-    def forward(self, char_ids: torch.Tensor | None, features: torch.Tensor | None = None) -> TokenizerOutput:
+    def forward(self, char_ids: torch.Tensor | None, features: torch.Tensor | None = None,
+                mask_threshold: float | torch.Tensor = 0.0) -> TokenizerOutput:
+        """`mask_threshold` is Eq. 9's threshold as a logit: 0 is sigmoid(e) > 0.5 as written; the GTok source
+        passes one calibrated to the high-entropy share (``speak.lm.boundaries.speak``)."""
         h = self.encode(char_ids, features)  # [B, L, D]
         current, e = self.heads(h)  # [B, L] each
-        mask = e.detach() > 0  # sigmoid(e) > 0.5 <=> e > 0; no gradient through m (Eq. 9)
+        mask = e.detach() > mask_threshold  # sigmoid(e) > 0.5 <=> e > 0; no gradient through m (Eq. 9)
         u, s, v = self.neuron(current.float(), mask)  # [B, L] each
         return TokenizerOutput(current=current, u=u, s=s, v=v, mask_logits=e, mask=mask)
 

@@ -10,7 +10,10 @@ section 2). Everything SPEAK does at training time inside the hourglass is here.
   alpha and beta are learned with the model (App. C.1).
 - L_reset (Eq. 12): the tokens of the tokenizer's own spikes are ranked by the LM's predictive entropy of their
   first character (no grad); the top ``entropy_ratio`` of the batch put e_hat = 1 on the spike closing the token
-  before them. Only when the reset mode uses the contextual-boundary masks.
+  before them. The BCE is averaged over the spikes, the token boundaries where e_hat is defined. Eq. 9's threshold
+  (``mask_threshold``, a logit) follows the (1 - ``entropy_ratio``) quantile of C's logits at the training spikes,
+  so the top ``entropy_ratio`` of spikes hard-reset (docs/decisions.md). Only when the reset mode uses the
+  contextual-boundary masks.
 - The tokenizer's losses stop at the shared pre-layers by default (``detach_features``): L_mem's gradient through
   the integrate-and-fire scan is ~80x the LM's there at init, so the encoder would learn L_mem's features.
 """
@@ -39,6 +42,8 @@ MEM_SCALE_GRID = ((0.8, 1.4), (0.3, 0.8))
 GTOK_TOKENIZER = {"encoder": "features", "linear1": "mlp", "tanh": False}
 # TokenizerConfig fields a run does not set: they come from the model (vocabulary size, feature width).
 TOKENIZER_FROM_MODEL = ("vocab_size", "feature_dim")
+# Step of the calibrated threshold toward each training batch's quantile (an exponential moving average).
+CALIBRATION_RATE = 0.05
 
 
 @dataclass
@@ -90,6 +95,7 @@ class SpeakBoundaries(LearnedSource):
             self.mem_scales = nn.Parameter(scales)
         else:
             self.register_buffer("mem_scales", scales)
+        self.register_buffer("mask_threshold", torch.zeros(()))  # Eq. 9's threshold as a logit, calibrated
         self.add_encoder_head(d_model)
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
@@ -102,9 +108,9 @@ class SpeakBoundaries(LearnedSource):
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
         if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder
-            out = self.net(chars, features=self.features(features))
+            out = self.net(chars, features=self.features(features), mask_threshold=self.mask_threshold)
         else:  # its own per-character encoder (standalone setting inside the hourglass)
-            out = self.net(chars)
+            out = self.net(chars, mask_threshold=self.mask_threshold)
         return BoundaryOutput(hard=out.s.detach().to(features.dtype), tokenizer=out,
                               head_logits=self.head_logits(features))  # [B, L]
 
@@ -119,8 +125,43 @@ class SpeakBoundaries(LearnedSource):
         if ResetMode.parse(ncfg.reset_mode).uses_mask:
             entropy = predictive_entropy(lm_logits)  # [B, L] the LM's next-char entropy, no grad
             e_hat = reset_targets_from_entropy(entropy, tok.s, ratio=o.entropy_ratio, valid=valid)  # [B, L]
-            losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, valid)
+            spikes = tok.s.detach() > 0.5  # [B, L] the token boundaries, where e_hat is defined
+            at = spikes if valid is None else spikes & valid.bool()
+            losses["l_reset"] = reset_loss(tok.mask_logits, e_hat, at)
+            if self.training:
+                self._calibrate_threshold(tok.mask_logits.detach(), at)
         return losses
+
+    @torch.no_grad()
+    def _calibrate_threshold(self, e: Tensor, spikes: Tensor) -> None:
+        """Move Eq. 9's threshold toward the (1 - entropy_ratio) quantile of e [B, L] at this batch's spikes [B, L],
+        so about ``entropy_ratio`` of the spikes hard-reset, as many as there are high-entropy tokens (App. A.2)."""
+        at = e[spikes].float()  # [K]
+        if at.numel() == 0:
+            return
+        q = torch.quantile(at, 1.0 - self.opts.entropy_ratio)
+        self.mask_threshold.lerp_(q.to(self.mask_threshold.dtype), CALIBRATION_RATE)
+
+    @torch.no_grad()
+    def reset_counts(self, out: BoundaryOutput, lm_logits: Tensor, keep: Tensor) -> dict[str, float]:
+        """Counts over the positions ``keep`` [B, L] for the hard-reset share and C's precision/recall: spikes,
+        spikes that hard-reset, spikes C marks (m = 1), high-entropy targets e_hat (top ``entropy_ratio`` tokens of
+        the batch, Eq. 12) and the targets C marks."""
+        tok, ncfg = out.tokenizer, self.net.cfg
+        spikes = tok.s > 0.5  # [B, L]
+        hard, _ = ResetMode.parse(ncfg.reset_mode).resolve(tok.mask, ncfg.theta, spikes.shape, spikes.device)
+        hard = torch.zeros_like(spikes) if hard is None else hard.bool()
+        entropy = predictive_entropy(lm_logits)  # [B, L]
+        e_hat = reset_targets_from_entropy(entropy, tok.s, ratio=self.opts.entropy_ratio) > 0.5  # [B, L]
+        marked = tok.mask.bool() & spikes & keep
+        return {"spikes": float((spikes & keep).sum()), "hard_resets": float((hard & spikes & keep).sum()),
+                "c_marked": float(marked.sum()), "c_targets": float((e_hat & keep).sum()),
+                "c_hits": float((marked & e_hat).sum())}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints from before the calibrated threshold load with Eq. 9's 0.5 (logit 0), which they ran."""
+        state_dict.setdefault(prefix + "mask_threshold", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _encoder_params(self) -> set[int]:
         if self.net.cfg.encoder != "features":

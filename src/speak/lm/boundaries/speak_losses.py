@@ -58,7 +58,9 @@ def membrane_loss(u: torch.Tensor, current: torch.Tensor, targets: torch.Tensor,
 
 def reset_loss(mask_logits: torch.Tensor, reset_targets: torch.Tensor,
                valid: torch.Tensor | None = None) -> torch.Tensor:
-    """L_reset (Eq. 12): BCE-with-logits between the contextual-boundary logits e and the targets e_hat [B, L]."""
+    """L_reset (Eq. 12): BCE-with-logits between the contextual-boundary logits e and the targets e_hat [B, L],
+    averaged over the positions where ``valid`` [B, L] is True (all when None). The GTok source passes its spikes:
+    e_hat is defined at token boundaries only (docs/decisions.md)."""
     loss = F.binary_cross_entropy_with_logits(mask_logits, reset_targets.to(mask_logits.dtype), reduction="none")
     if valid is None:
         return loss.mean()
