@@ -565,11 +565,12 @@ def segmentation_from_run(run_dir: str | Path, path: str | Path, *, text: str | 
 # ---------------------------------------------------------------------------------------------- a whole report
 def write_report(out_dir: str | Path, title: str, tables: Sequence[Table], records: Sequence[dict[str, Any]],
                  corpora: Sequence[str], *, notes: Sequence[str] = (), segmentation_runs: Sequence[str] = (),
-                 plots: bool = True) -> dict[str, Path]:
-    """Write ``report.md`` and ``report.html`` (+ ``plots/*.png``) in ``out_dir``; returns their paths."""
+                 plots: bool = True, figures: Sequence[tuple[str, Path]] = ()) -> dict[str, Path]:
+    """Write ``report.md`` and ``report.html`` (+ ``plots/*.png``) in ``out_dir``; returns their paths.
+    ``figures``: (caption, PNG) drawn already, shown before the training curves."""
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
-    figures: list[tuple[str, Path]] = []
+    figures = list(figures)
     notes = list(notes)
     if plots:
         figures += curve_plots(records, plot_dir, corpora)
