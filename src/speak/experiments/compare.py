@@ -275,7 +275,7 @@ def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Seq
     targets = P.plan_targets(one_point, wanted, candidates)
     controlled = [t for t in targets if t.controlled]
     tests = [row for t in controlled for row in P.significance_rows(reported, t, corpora)]
-    verdicts = [row for t in controlled
+    verdicts = [{**row, "target": t.method} for t in controlled
                 for row in R.verdicts(reported, [t.method, *t.baselines], corpora, target=t.method)]
     all_curves = F.curves(reported)
     matched = F.matched_table_rows(all_curves, [(t.method, b) for t in controlled for b in t.baselines], corpora)
@@ -299,9 +299,7 @@ def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Seq
     if tests:
         tables.append(P.significance_table(tests))
     if verdicts:
-        vt = R.verdict_table(verdicts)
-        vt.title = "One-point verdict: each controlled target vs its best baseline at a comparable SF"
-        tables.append(vt)
+        tables.append(P.verdict_table(verdicts))
     if any(len(c.points) >= 2 for c in all_curves.values()):
         tables.append(P.frontier_points_table(all_curves, corpora))
     R.write_json(out / "significance.json", {

@@ -25,7 +25,7 @@ from speak.experiments.selection import Choice
 from speak.experiments.variants import base_method, resolve_method, training_signals
 
 __all__ = ["Target", "controls_table", "frontier_points_table", "matched_table", "plan_targets",
-           "selection_table", "significance_rows"]
+           "reported_methods", "selection_table", "significance_rows", "significance_table", "verdict_table"]
 
 _NO_SHORTENING = ("none",)
 
@@ -150,9 +150,29 @@ def matched_table(rows: Sequence[F.MatchedResult]) -> R.Table:
                     "95% CI", "p boot", "p (Holm)", "Seeds", "Points", "Resamples"], body,
                    note="Matched SF: the baseline's default point's SF when both curves reach it, else the geometric "
                         "middle of the SF range both cover. Δ < 0: the target is better at that SF. CI and p: paired "
-                        f"bootstrap over seeds ({F.BOOTSTRAP} resamples, fixed RNG; with 3 seeds only 10 distinct "
-                        "resamples exist, so p cannot fall below about 0.07); Holm over the corpora of each pair. "
-                        "Resamples: those where both curves reach the SF.")
+                        f"bootstrap over seeds ({F.BOOTSTRAP} resamples, fixed RNG; with 3 seeds a resample is one "
+                        "of only 10 seed multisets, so the interval and p are coarse: p = 0 says only that every "
+                        "one of them had the same sign); Holm over the corpora of each pair. Resamples: those where "
+                        "both curves reach the SF.")
+
+
+def verdict_table(rows: Sequence[dict[str, Any]], sf_tolerance: float = 0.05) -> R.Table:
+    """The one-point verdict rows (:func:`speak.experiments.report.verdicts`, with ``target``) of every target."""
+    headers = ["Corpus", "Target", "Best baseline", "Target BPC", "Baseline BPC", "Target SF", "Baseline SF",
+               "BPC <=", f"SF >= {1 - sf_tolerance:g} x", "Verdict"]
+    body = [[r["corpus"], R._label(r["target"]), R._label(r["baseline"]), R._fmt_num(r["bpc"], 3),
+             R._fmt_num(r["baseline_bpc"], 3), R._fmt_num(r["sf"], 2), R._fmt_num(r["baseline_sf"], 2),
+             "yes" if r["bpc_ok"] else "no", "yes" if r["sf_ok"] else "no", "win" if r["win"] else "loss"]
+            for r in rows]
+    counts = {}
+    for r in rows:
+        won, n = counts.get(r["target"], (0, 0))
+        counts[r["target"]] = (won + bool(r["win"]), n + 1)
+    tally = "; ".join(f"{R._label(t)}: {w} of {n} corpora" for t, (w, n) in counts.items())
+    return R.Table("One-point verdict: each controlled target vs its best baseline at a comparable SF", headers,
+                   body, note=f"{tally}. Win: the target's mean test BPC at most the best baseline's, at a mean SF no "
+                              f"lower than the baseline's minus {100 * sf_tolerance:g}%. One point per method cannot "
+                              "tell a better trade-off from a different operating point; the matched-SF table can.")
 
 
 def reported_methods(methods: Sequence[str], choices: Sequence[Choice]) -> tuple[list[str], set[str]]:
