@@ -114,3 +114,19 @@ def test_tiny_real_grid_in_two_workers_resumes_and_reports_validation(tmp_path):
     C.compare([str(corpus)], "vanilla,dtp-unigram", report_only=True, **kw)
     assert (tmp_path / "cmp" / "report.md").read_bytes() == report
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_a_run_resumed_at_its_last_step_still_reports_validation(tmp_path):
+    """Killed after its last checkpoint but before metrics.json: the resumed run trains nothing and still records
+    the validation BPC that selection reads."""
+    from speak.experiments.runner import run_training
+    from speak.text.corpora import load_corpus
+
+    corpus = tmp_path / "slice.txt"
+    corpus.write_text(load_corpus("embedded")[:20_000], encoding="utf-8")
+    sets = ["test_windows=2", "eval_windows=1", "timing_batches=1", "batch_size=4", "seq_len=64"]
+    run = tmp_path / "run"
+    first = run_training("vanilla", str(corpus), "cpu-tiny", 0, 2, run, sets)
+    (run / "metrics.json").unlink()
+    again = run_training("vanilla", str(corpus), "cpu-tiny", 0, 2, run, sets)
+    assert again["resumed_at"] == 2 and again["valid_bpc"] == pytest.approx(first["valid_bpc"])
