@@ -215,3 +215,23 @@ def test_report_only_rewrites_the_same_files(tmp_path):
     C.compare(["/x/en.txt"], "dtp-unigram,speak", report_only=True, **kw)
     assert {p: p.read_bytes() for p in files} == first
     assert any(p.name == "frontier.png" for p in files)
+
+
+def test_committed_records_restore_to_the_same_report(tmp_path):
+    """results.json (with the withheld candidates' validation fields) put back by benchmarks/restore_runs.py gives
+    the same choice and the same report."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "restore_runs.py"
+    spec = importlib.util.spec_from_file_location("restore_runs", script)
+    restore_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(restore_runs)
+    values = {("dtp-unigram", "en"): (1.30, 1.32, 3.0), ("speak-wo-mh", "en"): (1.2, 1.41, 3.1),
+              ("speak-all-hard", "en"): (1.31, 1.33, 3.3)}
+    kw = dict(seeds=2, steps=1, quiet=True, plots=False, select=["speak-wo-mh,speak-all-hard"])
+    first = C.compare(["/x/en.txt"], "dtp-unigram", out=tmp_path / "old", runner=_fake_runner(values), **kw)
+    assert restore_runs.restore(tmp_path / "old" / "results.json", tmp_path / "new", None) == 6
+    again = C.compare(["/x/en.txt"], "dtp-unigram", out=tmp_path / "new", report_only=True, **kw)
+    assert again["choices"][0].chosen == first["choices"][0].chosen == "speak-all-hard"
+    assert (tmp_path / "new" / "report.md").read_text() == (tmp_path / "old" / "report.md").read_text()

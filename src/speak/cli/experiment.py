@@ -64,13 +64,15 @@ def ablate_cmd(
     no_plots: bool = typer.Option(False, "--no-plots"),
     report_only: bool = typer.Option(False, "--report-only",
                                      help="Train nothing: report the finished runs in --out, list the missing."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Train the grid in N worker processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Tables 3 and 5: SPEAK's reset-mode / theta / optimisation ablations with t-tests vs the full model."""
     from speak.experiments.ablate import DEFAULT_VARIANTS, ablate
 
     res = ablate(corpus, variants or DEFAULT_VARIANTS, preset=preset, seeds=seeds, steps=steps, out=out,
-                 sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
+                 sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only,
+                 workers=workers)
     _done(res, quiet)
 
 def efficiency_cmd(
