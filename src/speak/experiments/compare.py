@@ -1,15 +1,18 @@
-"""``speak experiment compare``: the paper's Table 1 on our corpora: every (method, corpus, seed) trained and
-evaluated once, then a results table (BPC and SF per corpus and their average, mean ± std over seeds) and a Welch
-t-test of SPEAK's BPC against the best baseline per corpus.
+"""``speak experiment compare``: the paper's Table 1 on our corpora, made the way SPEC section 6 asks: every
+(method, corpus, seed) trained and evaluated once (in N worker processes with ``workers``), candidates chosen on
+validation BPC (:mod:`~speak.experiments.selection`), each target compared with the baselines that get the same
+training-only signals (:mod:`~speak.experiments.protocol`), BPC at matched SF on each method's BPC-vs-SF frontier
+(:mod:`~speak.experiments.frontier`) next to the one-point table, Holm-corrected tests.
 
 Outputs in OUT: ``results.json`` (a list, one record per method, corpus and seed: method, corpus, corpus_name, seed,
-bpc, sf and the rest of the run's metrics.json), ``report.md``, ``report.html`` (plots embedded), ``plots/*.png``,
-``significance.json``, and the runs under ``runs/<corpus>/<method>/seed<k>/``. Resumable: a run whose metrics.json
-exists is not trained again.
+bpc, sf and the rest of the run's metrics.json; the candidates not chosen without test fields), ``report.md``,
+``report.html`` (plots embedded), ``plots/*.png``, ``significance.json``, and the runs under
+``runs/<corpus>/<method>/seed<k>/``. Resumable: a run whose metrics.json exists is not trained again.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -95,8 +98,6 @@ def _train_one(runner: Runner, job: W.Job, *, preset: str, steps: int, sets: Seq
 
 def _failure_note(run_dir: Path) -> str | None:
     """The note of a recorded failure (``RUN/failed.json``), if any."""
-    import json
-
     try:
         data = json.loads((run_dir / FAILED_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -135,7 +136,9 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
             return f"{job.method} on {corpus_name(job.corpus)} seed {job.seed}: {line}"
 
         W.run_parallel(jobs, run_one, done, workers=workers, quiet=quiet)
-        report_only = True  # every run is now finished, failed (failed.json) or held by another live grid
+        trained = True  # every run is now finished, failed (failed.json) or held by another live grid
+    else:
+        trained = False
     records: list[dict[str, Any]] = []
     notes: list[str] = []
     failed = 0
@@ -145,8 +148,8 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
         if done(job):
             rec = load_record(job.run_dir, method=job.method, corpus=job.corpus, seed=job.seed)
             _log(f"{tag}: done (bpc {rec.get('bpc', float('nan')):.4f})", quiet)
-        elif report_only:
-            note = _failure_note(job.run_dir) if workers > 1 else None
+        elif report_only or trained:
+            note = _failure_note(job.run_dir)
             if note:
                 notes.append(note)
                 failed += 1
@@ -168,7 +171,8 @@ def run_grid(methods: Sequence[str], corpora: Sequence[str], *, preset: str, see
         raise SpeakError(f"every run failed; the first: {notes[0]}")
     for (method, name), missed in missing.items():
         label = "seed" if len(missed) == 1 else "seeds"
-        notes.append(f"{method} on {name} {label} {', '.join(map(str, missed))}: not trained (report only)")
+        why = "report only" if report_only else "claimed by another grid that is still running"
+        notes.append(f"{method} on {name} {label} {', '.join(map(str, missed))}: not trained ({why})")
     return records, notes
 
 
