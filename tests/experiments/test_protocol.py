@@ -12,7 +12,6 @@ from speak.experiments import compare as C
 from speak.experiments import frontier as F
 from speak.experiments import protocol as P
 from speak.experiments import selection as S
-from speak.experiments.runner import run_dir_for
 
 # ---------------------------------------------------------------------------------------------- selection
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from speak.experiments.report import _finite
 from speak.experiments.variants import base_method
 
 __all__ = ["Curve", "MatchedResult", "bootstrap_matched", "curves", "holm", "interpolate", "matched_sf",
@@ -85,10 +86,6 @@ class Curve:
     def sf_range(self) -> tuple[float, float]:
         sf, _ = self.means()
         return min(sf), max(sf)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 def curves(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Curve]:

@@ -7,7 +7,6 @@ candidate's test numbers enter the report; the others' are withheld (:func:`with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from speak.errors import SpeakError
+from speak.experiments.report import _finite
 
 __all__ = ["VALIDATION_FIELDS", "Choice", "TestFieldError", "ValidationView", "choose_lowest_valid_bpc",
            "select", "withhold_test"]
@@ -72,10 +72,6 @@ class Choice:
 
 
 Chooser = Callable[[str, Sequence[str], Sequence[ValidationView]], Choice]
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 def choose_lowest_valid_bpc(group: str, candidates: Sequence[str], views: Sequence[ValidationView]) -> Choice:
