@@ -284,6 +284,9 @@ def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Seq
     all_curves = F.curves(reported)
     matched = F.matched_table_rows(all_curves, [(t.method, b) for t in controlled for b in t.baselines], corpora)
 
+    thin = sorted({f"{m} ({len(c.points)})" for (m, _), c in all_curves.items() if 2 <= len(c.points) < 3})
+    if thin:
+        notes = [*notes, f"Frontier curves with fewer than the 3 points SPEC section 6 asks for: {', '.join(thin)}."]
     star = controlled[0].method if controlled else (targets[0].method if targets else SPEAK)
     table1 = R.table1(reported, one_point, corpora, target=star)
     marks = {t.method: (" (not controlled)" if not t.controlled else "") for t in targets}
