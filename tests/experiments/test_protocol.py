@@ -150,7 +150,7 @@ def test_matched_sf_and_its_paired_bootstrap():
     r = F.bootstrap_matched(target, baseline)
     # per seed s both curves are BPC = 2.01 - 0.1 SF + 0.04 s + offset: the difference is -0.05 in every resample
     assert r.delta == pytest.approx(-0.05)
-    assert (r.ci_low, r.ci_high) == pytest.approx((-0.05, -0.05)) and r.p == 0.0
+    assert (r.ci_low, r.ci_high) == pytest.approx((-0.05, -0.05)) and r.p == 0.0  # every seed: exactly -0.05
     assert r.seeds == 3 and r.resamples == F.BOOTSTRAP
     edge = F.bootstrap_matched(target, _curve("dtp-unigram", 0.0, sfs=(3.0, 5.0, 7.0), default=0))
     assert edge.sf == pytest.approx(3.1) and 0 < edge.resamples < F.BOOTSTRAP  # resamples whose curve misses 3.1
@@ -158,6 +158,22 @@ def test_matched_sf_and_its_paired_bootstrap():
     assert math.isnan(F.matched_sf(target, far)) and math.isnan(F.bootstrap_matched(target, far).delta)
     no_default = _curve("magnet", 0.0, sfs=(4.0, 8.0))
     assert F.matched_sf(target, no_default) == pytest.approx(math.sqrt(4.1 * 6.1))  # middle of the overlap
+
+
+def test_the_matched_p_is_a_paired_t_test_of_the_seeds_own_differences():
+    from scipy import stats
+
+    target, baseline = _curve("speak", 0.0), _curve("dtp-unigram", 0.0, default=1)
+    noise = {0: -0.03, 1: 0.01, 2: -0.05}  # target's BPC moved per seed: per-seed differences are exactly these
+    for runs in target.points.values():
+        for s, (sf, bpc) in runs.items():
+            runs[s] = (sf, bpc + noise[s])
+    r = F.bootstrap_matched(target, baseline)
+    assert r.p == pytest.approx(stats.ttest_1samp(list(noise.values()), 0.0).pvalue)
+    assert r.delta == pytest.approx(sum(noise.values()) / 3)
+    assert r.ci_low == pytest.approx(-0.05) and r.ci_high == pytest.approx(0.01)  # the extreme resamples
+    assert F.paired_p([0.1]) != F.paired_p([0.1])  # NaN with one seed
+    assert F.paired_p([0.0, 0.0]) == 1.0
 
 
 def test_frontier_from_a_sweep(tmp_path):

@@ -8,7 +8,10 @@ curve per corpus; two methods are compared at a matched SF, each method's BPC in
   geometric middle of the SF range both curves cover; none when they do not overlap.
 - Uncertainty: a bootstrap over seeds, paired (runs of one seed see the same windows, whatever the method): each
   resample draws seeds with replacement, rebuilds both curves from those seeds and interpolates both at the matched
-  SF. The interval is the 2.5 / 97.5 percentiles of the BPC difference; p is twice the smaller tail share at 0.
+  SF; the interval is the 2.5 / 97.5 percentiles of the BPC difference. With a handful of seeds a bootstrap p is
+  far too small (2 seeds give 3 distinct resamples), so p comes from a paired t-test over seeds instead: per seed,
+  both methods' curves from that seed's runs, interpolated at the matched SF, differenced
+  (``scipy.stats.ttest_1samp`` of the differences against 0).
 - :func:`holm`: Holm's step-down adjustment of the corpora's p values of one comparison.
 """
 
@@ -25,7 +28,7 @@ from speak.experiments.report import _finite
 from speak.experiments.variants import base_method
 
 __all__ = ["Curve", "MatchedResult", "bootstrap_matched", "curves", "holm", "interpolate", "matched_sf",
-           "matched_table_rows"]
+           "matched_table_rows", "paired_p"]
 
 BOOTSTRAP = 2000  # resamples
 BOOTSTRAP_SEED = 0  # fixed: a report regenerated from the same runs is identical
@@ -127,10 +130,10 @@ class MatchedResult:
     target_bpc: float
     baseline_bpc: float
     delta: float  # target - baseline (negative: the target is better at this SF)
-    ci_low: float
+    ci_low: float  # bootstrap percentile interval of delta
     ci_high: float
-    p: float
-    seeds: int
+    p: float  # paired t-test over the seeds' own differences
+    seeds: int  # seeds with a difference (each seed's curves reach the SF)
     resamples: int  # bootstrap resamples where both curves reached the SF
     target_points: int
     baseline_points: int
@@ -155,14 +158,24 @@ def bootstrap_matched(target: Curve, baseline: Curve, *, resamples: int = BOOTST
             d = interpolate(*target.means(draw), s) - interpolate(*baseline.means(draw), s)
             if math.isfinite(d):
                 deltas.append(d)
-    if deltas:
-        arr = np.asarray(deltas)
-        lo, hi = (float(x) for x in np.percentile(arr, [2.5, 97.5]))
-        p = float(min(1.0, 2.0 * min(np.mean(arr <= 0.0), np.mean(arr >= 0.0))))
-    else:
-        lo = hi = p = math.nan
-    return MatchedResult(target.corpus, target.method, baseline.method, s, t_bpc, b_bpc, t_bpc - b_bpc, lo, hi, p,
-                         len(seeds), len(deltas), len(target.points), len(baseline.points))
+    lo, hi = (float(x) for x in np.percentile(deltas, [2.5, 97.5])) if deltas else (math.nan, math.nan)
+    per_seed = [interpolate(*target.means([k]), s) - interpolate(*baseline.means([k]), s) for k in seeds]
+    per_seed = [d for d in per_seed if math.isfinite(d)]
+    return MatchedResult(target.corpus, target.method, baseline.method, s, t_bpc, b_bpc, t_bpc - b_bpc, lo, hi,
+                         paired_p(per_seed), len(per_seed), len(deltas), len(target.points), len(baseline.points))
+
+
+def paired_p(differences: Sequence[float]) -> float:
+    """Two-sided p of a one-sample t-test of per-seed differences against 0; NaN with fewer than 2, 0.0 when all
+    differences are equal and non-zero, 1.0 when all are 0."""
+    d = np.asarray(differences, dtype=float)
+    if d.size < 2:
+        return math.nan
+    if np.ptp(d) == 0.0:
+        return 1.0 if d[0] == 0.0 else 0.0
+    from scipy import stats
+
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
 def matched_table_rows(all_curves: Mapping[tuple[str, str], Curve], pairs: Sequence[tuple[str, str]],

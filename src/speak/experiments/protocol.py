@@ -141,19 +141,21 @@ def matched_table(rows: Sequence[F.MatchedResult]) -> R.Table:
     body = []
     for r in rows:
         ci = "-" if not math.isfinite(r.ci_low) else f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
-        body.append([r.corpus, R._label(r.target), R._label(r.baseline), R._fmt_num(r.sf, 2),
+        body.append([r.corpus, R._label(r.target), R._label(r.baseline),
+                     R._fmt_num(r.sf, 2) if math.isfinite(r.sf) else "no overlap",
                      R._fmt_num(r.target_bpc, 3), R._fmt_num(r.baseline_bpc, 3),
                      "-" if not math.isfinite(r.delta) else f"{r.delta:+.3f}", ci, R._fmt_p(r.p),
                      R._fmt_p(r.p_holm), f"{r.seeds}", f"{r.target_points}/{r.baseline_points}", str(r.resamples)])
     return R.Table("Headline: BPC at matched SF, each method interpolated on its own BPC-vs-SF curve",
                    ["Corpus", "Target", "Baseline", "Matched SF", "Target BPC", "Baseline BPC", "Δ BPC",
-                    "95% CI", "p boot", "p (Holm)", "Seeds", "Points", "Resamples"], body,
+                    "95% CI", "p", "p (Holm)", "Seeds", "Points", "Resamples"], body,
                    note="Matched SF: the baseline's default point's SF when both curves reach it, else the geometric "
-                        "middle of the SF range both cover. Δ < 0: the target is better at that SF. CI and p: paired "
-                        f"bootstrap over seeds ({F.BOOTSTRAP} resamples, fixed RNG; with 3 seeds a resample is one "
-                        "of only 10 seed multisets, so the interval and p are coarse: p = 0 says only that every "
-                        "one of them had the same sign); Holm over the corpora of each pair. Resamples: those where "
-                        "both curves reach the SF.")
+                        "middle of the SF range both cover (no overlap: no comparison). Δ < 0: the target is better "
+                        f"at that SF. 95% CI: paired bootstrap over seeds ({F.BOOTSTRAP} resamples, fixed RNG; "
+                        "with 3 seeds a resample is one of only 10 seed multisets, so it is coarse). p: paired "
+                        "t-test over the seeds of the per-seed differences (each seed's own curves at the matched "
+                        "SF); Holm over the corpora of each pair. Seeds: those whose curves reach the SF. "
+                        "Resamples: bootstrap resamples where both curves reach it.")
 
 
 def verdict_table(rows: Sequence[dict[str, Any]], sf_tolerance: float = 0.05) -> R.Table:

@@ -543,10 +543,11 @@ def segmentation_from_run(run_dir: str | Path, path: str | Path, *, text: str | 
     from speak.lm.boundaries import Targets, get_source
     from speak.train.runs import load_run_model, load_splits, read_run_files
 
+    run_dir = Path(run_dir)
     cfg, _ = read_run_files(run_dir)
     if get_source(cfg.boundary).needs is not Targets.PROXY:  # a spiking tokenizer trained on the proxy
         return None
-    cfg, vocab, model, _ = load_run_model(run_dir)
+    cfg, vocab, model, ckpt = load_run_model(run_dir)
     model.eval()
     if text is None:
         text = load_splits(cfg.corpus, cfg.clean).test[: max(n_chars, 1)]
