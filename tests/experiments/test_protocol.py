@@ -250,3 +250,16 @@ def test_committed_records_restore_to_the_same_report(tmp_path):
     again = C.compare(["/x/en.txt"], "dtp-unigram", out=tmp_path / "new", report_only=True, **kw)
     assert again["choices"][0].chosen == first["choices"][0].chosen == "speak-all-hard"
     assert (tmp_path / "new" / "report.md").read_text() == (tmp_path / "old" / "report.md").read_text()
+
+
+def test_table1_stars_only_against_the_controlled_baseline(tmp_path):
+    """vanilla (SF 1) has by far the lowest BPC; SPEAK's star must come from its test against DTP-Unigram (no
+    difference here), not from one against vanilla."""
+    values = {("vanilla", "en"): (1.00, 1.0, 1.0), ("dtp-unigram", "en"): (1.30, 1.3, 3.0),
+              ("speak", "en"): (1.30, 1.3, 3.0)}
+    out = tmp_path / "cmp"
+    C.compare(["/x/en.txt"], "vanilla,dtp-unigram,speak", seeds=3, steps=1, out=out, runner=_fake_runner(values),
+              quiet=True, plots=False)
+    md = (out / "report.md").read_text()
+    speak_row = next(line for line in md.splitlines() if line.startswith("| SPEAK |"))
+    assert "*" not in speak_row and "best controlled baseline" in md

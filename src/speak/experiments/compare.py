@@ -288,7 +288,11 @@ def write_compare_outputs(out: Path, records: list[dict[str, Any]], methods: Seq
     if thin:
         notes = [*notes, f"Frontier curves with fewer than the 3 points SPEC section 6 asks for: {', '.join(thin)}."]
     star = controlled[0].method if controlled else (targets[0].method if targets else SPEAK)
-    table1 = R.table1(reported, one_point, corpora, target=star)
+    star_sig = {r["corpus"]: bool(R._finite(r.get("p_holm", r["p"])) and r.get("p_holm", r["p"]) < R.ALPHA)
+                for r in tests if r["target"] == star}
+    table1 = R.table1(reported, one_point, corpora, target=star, significant=star_sig,
+                      star_note=f"* = {star}'s BPC differs from its best controlled baseline's with a Holm-adjusted "
+                                "Welch p < 0.05 (Avg.: unadjusted); see the one-point tests below.")
     marks = {t.method: (" (not controlled)" if not t.controlled else "") for t in targets}
     for ch in choices:
         if ch.chosen:

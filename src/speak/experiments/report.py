@@ -216,13 +216,17 @@ def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Se
 
 
 def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str], *,
-           target: str = SPEAK) -> Table:
+           target: str = SPEAK, significant: dict[str, bool] | None = None, star_note: str = "") -> Table:
     """Table 1: test BPC and SF per corpus and their average, mean ± std over seeds; ``*`` on the target's BPC
-    where its Welch t-test against the best baseline gives p < 0.05."""
+    where its Welch t-test against the best baseline gives p < 0.05 (or where ``significant[corpus]`` says so,
+    with ``star_note`` saying what it means)."""
     bpc = group_values(records, "bpc")
     sf = group_values(records, "sf")
-    sig = {r["corpus"]: r["significant"] for r in significance_vs_best_baseline(records, methods, corpora,
-                                                                                  target=target)}
+    if significant is None:
+        sig = {r["corpus"]: r["significant"] for r in significance_vs_best_baseline(records, methods, corpora,
+                                                                                      target=target)}
+    else:
+        sig = dict(significant)
     headers = ["Method"] + [f"BPC {c}" for c in corpora] + ["BPC Avg."] + [f"SF {c}" for c in corpora] + ["SF Avg."]
     rows = []
     for m in methods:
@@ -236,7 +240,8 @@ def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: S
         rows.append(row)
     return Table("Table 1: test BPC (lower is better) and shortening factor SF (higher is shorter), mean ± std "
                  "over seeds", headers, rows,
-                 note=f"* = {target}'s BPC differs from the best baseline's with p < 0.05 (Welch two-sample t-test).")
+                 note=star_note or f"* = {target}'s BPC differs from the best baseline's with p < 0.05 (Welch "
+                                   "two-sample t-test).")
 
 
 def _source_of(method: str) -> str | None:
