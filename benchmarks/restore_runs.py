@@ -2,7 +2,9 @@
 
 Training logs and checkpoints are not committed (docs/results keeps only each run's record), so a new checkout has
 no `runs/`. This writes `OUT/runs/<corpus>/<method>/seed<k>/metrics.json` for every record that is not there yet;
-`speak experiment compare ... --out OUT --report-only` then reports them next to the runs trained into OUT.
+`speak experiment compare ... --out OUT --report-only` then reports them next to the runs trained into OUT. A
+candidate that was not chosen on validation has its test numbers withheld in results.json (`test_withheld`); it comes
+back with its validation fields, which is all the selection reads.
 
     python benchmarks/restore_runs.py docs/results/compare2000/results.json --out runs/encbce2000 \
         --methods dtp-entropy,dtp-unigram,speak-bounded-mem-scales

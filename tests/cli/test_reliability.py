@@ -285,32 +285,6 @@ def test_a_grid_records_a_failed_run_and_goes_on(tmp_path):
                    runner=runner, quiet=True)
 
 
-def test_a_grid_worker_records_a_failed_run_and_goes_on(tmp_path, monkeypatch, capsys):
-    import argparse
-    import importlib.util
-
-    from speak.experiments import runner as R
-
-    spec = importlib.util.spec_from_file_location("grid_workers", ROOT / "benchmarks" / "grid_workers.py")
-    gw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gw)
-    done = []
-
-    def fake(method, corpus, preset, seed, steps, run_dir, sets):
-        if seed == 0:
-            raise RuntimeError("boom")
-        done.append(seed)
-        return {"bpc": 1.0, "sf": 2.0}
-
-    monkeypatch.setattr(R, "run_training", fake)
-    args = argparse.Namespace(out=tmp_path, preset="cpu-tiny", steps=1, set=[])
-    with pytest.raises(SystemExit) as exit_:
-        gw.work([("speak", "zh.txt", 0), ("speak", "zh.txt", 1)], args, 0)
-    assert exit_.value.code == 1 and done == [1]
-    assert (tmp_path / "runs" / "zh" / "speak" / "seed0" / "failed.json").is_file()
-    assert "failed: boom" in capsys.readouterr().out
-
-
 # ---------------------------------------------------------------------------------------------- 10. output
 def test_demo_table_reads_in_80_columns():
     from rich.console import Console

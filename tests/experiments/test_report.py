@@ -99,7 +99,7 @@ def test_compare_outputs_written(records, tmp_path):
         png = out / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sig = json.loads((out / "significance.json").read_text())
-    assert {r["corpus"] for r in sig} == {"a", "b", "Avg."}
+    assert {r["corpus"] for r in sig["one_point"]} == {"a", "b", "Avg."}
     assert res["report_html"] == out / "report.html"
 
 

@@ -28,15 +28,26 @@ def compare_cmd(
     report_only: bool = typer.Option(False, "--report-only",
                                      help="Train nothing: report the finished runs in --out, list the missing."),
     target: Optional[str] = typer.Option(None, "--target",
-                                         help="The method tested against the best baseline (default: speak); "
-                                              "a speak-* variant in --methods works too."),
+                                         help="A method tested against its baselines besides speak and the ones "
+                                              "chosen by --select (e.g. a speak-* variant in --methods)."),
+    workers: int = typer.Option(1, "--workers", "-j",
+                                help="Train the grid in N worker processes (each gets cpu_count / N threads)."),
+    sweep: list[str] = typer.Option([], "--sweep",
+                                    help="METHOD=V1,V2,...: the method's SF knob at these values too (its "
+                                         "BPC-vs-SF frontier), e.g. speak=500,1000,2000; repeatable."),
+    select: list[str] = typer.Option([], "--select",
+                                     help="A,B,...: candidates of which ONE is reported, chosen on validation BPC "
+                                          "(test is read for the chosen only); repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Table 1: BPC and SF per corpus (mean ± std over seeds) and a Welch t-test of SPEAK vs the best baseline."""
-    from speak.experiments.compare import compare
+    """Table 1 the fair way: a one-point table, each learned method's BPC-vs-SF frontier and BPC at matched SF,
+    candidates chosen on validation, controls for training-only signals, Holm-corrected tests."""
+    from speak.experiments.compare import compare, parse_sweep
 
+    sweeps = dict(parse_sweep(s) for s in sweep)
     res = compare(corpus, methods, preset=preset, seeds=seeds, steps=steps, out=out, sets=set_, target=target,
-                  device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
+                  device=device, quiet=quiet, plots=not no_plots, report_only=report_only, workers=workers,
+                  sweeps=sweeps, select=select)
     _done(res, quiet)
 
 def ablate_cmd(
@@ -54,13 +65,15 @@ def ablate_cmd(
     no_plots: bool = typer.Option(False, "--no-plots"),
     report_only: bool = typer.Option(False, "--report-only",
                                      help="Train nothing: report the finished runs in --out, list the missing."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Train the grid in N worker processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Tables 3 and 5: SPEAK's reset-mode / theta / optimisation ablations with t-tests vs the full model."""
     from speak.experiments.ablate import DEFAULT_VARIANTS, ablate
 
     res = ablate(corpus, variants or DEFAULT_VARIANTS, preset=preset, seeds=seeds, steps=steps, out=out,
-                 sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only)
+                 sets=set_, device=device, quiet=quiet, plots=not no_plots, report_only=report_only,
+                 workers=workers)
     _done(res, quiet)
 
 def efficiency_cmd(

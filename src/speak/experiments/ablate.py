@@ -27,8 +27,9 @@ REFERENCE = SPEAK
 def ablate(corpora: Sequence[str], variants: Sequence[str] = DEFAULT_VARIANTS, *, preset: str = "cpu-small",
            seeds: int | Sequence[int] = 3, steps: int = 2000, out: str | Path = "experiments/ablate",
            sets: Sequence[str] = (), runner: Runner | None = None, device: str | None = None, quiet: bool = False,
-           plots: bool = True, report_only: bool = False) -> dict[str, Any]:
-    """Train the full model and each variant on every corpus and seed; write results.json, report.md/.html."""
+           plots: bool = True, report_only: bool = False, workers: int = 1) -> dict[str, Any]:
+    """Train the full model and each variant on every corpus and seed (in ``workers`` processes); write
+    results.json, report.md/.html."""
     if not corpora:
         raise SpeakError("ablate needs at least one --corpus")
     variants = parse_list(variants)
@@ -42,7 +43,7 @@ def ablate(corpora: Sequence[str], variants: Sequence[str] = DEFAULT_VARIANTS, *
         raise SpeakError("ablate needs at least one seed")
     out = Path(out)
     records, notes = run_grid(variants, corpora, preset=preset, seeds=seed_list, steps=steps, out=out, sets=sets,
-                              runner=runner, device=device, quiet=quiet, report_only=report_only)
+                              runner=runner, device=device, quiet=quiet, report_only=report_only, workers=workers)
     header = f"preset {preset}, {steps} steps, seeds {seed_list}" + (f", overrides {list(sets)}" if sets else "")
     return write_ablation_outputs(out, records, variants, [corpus_name(c) for c in corpora],
                                   notes=[header, *notes], plots=plots)

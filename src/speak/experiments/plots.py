@@ -4,6 +4,7 @@
   characters, the threshold, the spikes (token ends) and which spikes hard-reset (contextual boundary, m = 1) or
   soft-reset (m = 0, by theta * u_th). Standalone: numpy arrays in, a PNG out (also used by ``speak tokenize --plot``).
 - :func:`plot_lines`: one line per label (training curves, SF trajectories, rejection rates).
+- :func:`plot_frontier`: BPC against SF per corpus, one curve per method over its SF knob's values.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_lines", "plot_segmentation"]
+__all__ = ["plot_frontier", "plot_lines", "plot_segmentation"]
 
 HARD_COLOR = "#c0392b"
 SOFT_COLOR = "#2874a6"
@@ -164,3 +165,59 @@ def plot_lines(
         if ser:
             ax.legend(fontsize=7)
     return _save(plt, fig, path, dpi)
+
+
+def plot_frontier(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[str, float, float, float, float]]]],
+    path: str | Path,
+    *,
+    matched: Mapping[str, Sequence[float]] | None = None,
+    dpi: int = 110,
+) -> Path:
+    """BPC against SF (log axis), one subplot per corpus: ``panels[corpus][method] = [(knob label, sf, bpc, sf_std,
+    bpc_std)]``
+    (means over seeds, one per knob value); a method's points are joined in SF order and labelled with their knob
+    value. ``matched[corpus]``: SFs drawn as dotted vertical lines (where the methods were compared)."""
+    plt = _pyplot()
+    k = max(1, len(panels))
+    fig, axes = plt.subplots(1, k, figsize=(min(5.5 * k, 27.5), 4.2), squeeze=False)
+    labels = sorted({m for ser in panels.values() for m in ser})
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colors = {m: cmap(i % cmap.N) for i, m in enumerate(labels)}
+    for ax, (corpus, ser) in zip(axes[0], panels.items()):
+        for m in sorted(ser):
+            pts = sorted(ser[m], key=lambda p: p[1])
+            xs = np.array([p[1] for p in pts])
+            ys = np.array([p[2] for p in pts])
+            xe = np.nan_to_num(np.array([p[3] for p in pts]))
+            ye = np.nan_to_num(np.array([p[4] for p in pts]))
+            xlo = np.minimum(xe, 0.5 * xs)  # a log axis: the bar's left end stays positive
+            ax.errorbar(xs, ys, xerr=np.stack([xlo, xe]), yerr=ye, color=colors[m], marker="o", ms=4, lw=1.2,
+                        capsize=2, label=m)
+            for p in pts:
+                if p[0] != "default":
+                    ax.annotate(p[0], (p[1], p[2]), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                                color=colors[m])
+        for s in (matched or {}).get(corpus, ()):
+            ax.axvline(s, color="#888888", ls=":", lw=1.0)
+        ax.set_xscale("log")  # SF is a ratio; a collapsed tokenizer's SF of 100+ would flatten the rest
+        ax.xaxis.set_major_formatter(_plain_ticks())
+        ax.xaxis.set_minor_formatter(_plain_ticks(minor=True))
+        ax.set_xlabel("shortening factor SF (test, log scale)")
+        ax.set_ylabel("test BPC")
+        ax.set_title(corpus, fontsize=10)
+        ax.grid(alpha=0.3)
+        if ser:
+            ax.legend(fontsize=7)
+    return _save(plt, fig, path, dpi)
+
+
+def _plain_ticks(minor: bool = False):
+    """Tick labels of a log axis as plain numbers (2, 3, 4 rather than 2 x 10^0); minor ticks labelled sparsely."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x: float, _pos: int) -> str:
+        if minor and round(x / 10 ** np.floor(np.log10(x))) not in (2, 5):
+            return ""
+        return f"{x:g}"
+    return FuncFormatter(fmt)

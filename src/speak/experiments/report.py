@@ -216,13 +216,17 @@ def significance_vs_best_baseline(records: Sequence[dict[str, Any]], methods: Se
 
 
 def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: Sequence[str], *,
-           target: str = SPEAK) -> Table:
+           target: str = SPEAK, significant: dict[str, bool] | None = None, star_note: str = "") -> Table:
     """Table 1: test BPC and SF per corpus and their average, mean ± std over seeds; ``*`` on the target's BPC
-    where its Welch t-test against the best baseline gives p < 0.05."""
+    where its Welch t-test against the best baseline gives p < 0.05 (or where ``significant[corpus]`` says so,
+    with ``star_note`` saying what it means)."""
     bpc = group_values(records, "bpc")
     sf = group_values(records, "sf")
-    sig = {r["corpus"]: r["significant"] for r in significance_vs_best_baseline(records, methods, corpora,
-                                                                                  target=target)}
+    if significant is None:
+        sig = {r["corpus"]: r["significant"] for r in significance_vs_best_baseline(records, methods, corpora,
+                                                                                      target=target)}
+    else:
+        sig = dict(significant)
     headers = ["Method"] + [f"BPC {c}" for c in corpora] + ["BPC Avg."] + [f"SF {c}" for c in corpora] + ["SF Avg."]
     rows = []
     for m in methods:
@@ -236,7 +240,8 @@ def table1(records: Sequence[dict[str, Any]], methods: Sequence[str], corpora: S
         rows.append(row)
     return Table("Table 1: test BPC (lower is better) and shortening factor SF (higher is shorter), mean ± std "
                  "over seeds", headers, rows,
-                 note=f"* = {target}'s BPC differs from the best baseline's with p < 0.05 (Welch two-sample t-test).")
+                 note=star_note or f"* = {target}'s BPC differs from the best baseline's with p < 0.05 (Welch "
+                                   "two-sample t-test).")
 
 
 def _source_of(method: str) -> str | None:
@@ -543,10 +548,11 @@ def segmentation_from_run(run_dir: str | Path, path: str | Path, *, text: str | 
     from speak.lm.boundaries import Targets, get_source
     from speak.train.runs import load_run_model, load_splits, read_run_files
 
+    run_dir = Path(run_dir)
     cfg, _ = read_run_files(run_dir)
     if get_source(cfg.boundary).needs is not Targets.PROXY:  # a spiking tokenizer trained on the proxy
         return None
-    cfg, vocab, model, _ = load_run_model(run_dir)
+    cfg, vocab, model, ckpt = load_run_model(run_dir)
     model.eval()
     if text is None:
         text = load_splits(cfg.corpus, cfg.clean).test[: max(n_chars, 1)]
@@ -565,11 +571,12 @@ def segmentation_from_run(run_dir: str | Path, path: str | Path, *, text: str | 
 # ---------------------------------------------------------------------------------------------- a whole report
 def write_report(out_dir: str | Path, title: str, tables: Sequence[Table], records: Sequence[dict[str, Any]],
                  corpora: Sequence[str], *, notes: Sequence[str] = (), segmentation_runs: Sequence[str] = (),
-                 plots: bool = True) -> dict[str, Path]:
-    """Write ``report.md`` and ``report.html`` (+ ``plots/*.png``) in ``out_dir``; returns their paths."""
+                 plots: bool = True, figures: Sequence[tuple[str, Path]] = ()) -> dict[str, Path]:
+    """Write ``report.md`` and ``report.html`` (+ ``plots/*.png``) in ``out_dir``; returns their paths.
+    ``figures``: (caption, PNG) drawn already, shown before the training curves."""
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
-    figures: list[tuple[str, Path]] = []
+    figures = list(figures)
     notes = list(notes)
     if plots:
         figures += curve_plots(records, plot_dir, corpora)

@@ -3,11 +3,21 @@
 registry (one per source, with its defaults); the variants below are SPEAK's ablations (paper Table 3, Table 5)
 and the research variants that a committed result table reports (docs/results/). ``speak-theta-X`` is a variant
 for any theta in [0, 1].
+
+Two suffixes compose with any of these names (SPEC section 6, the fair comparison):
+
+- ``NAME+SIGNAL``: a training-only signal (:data:`SIGNALS`, e.g. ``+bce-both``: the encoder-BCE head on the
+  proxy's / exemplar's boundaries and on DTP-Entropy's entropy targets) given to any learned source, so a SPEAK
+  variant that uses one has controls: ``dtp-unigram+bce-both`` next to ``speak-both-bce``.
+- ``NAME@VALUE``: the source's own shortening knob (:data:`SF_KNOBS`: exemplar vocabulary, prior, threshold, target
+  ratio) set to VALUE, one point of the method's BPC-vs-SF frontier: ``speak@2000``, ``dtp-entropy@0.4``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +33,15 @@ __all__ = [
     "SPEAK",
     "TABLE3_VARIANTS",
     "TABLE5_VARIANTS",
+    "SF_KNOBS",
+    "SIGNALS",
+    "Knob",
     "MethodSpec",
+    "base_method",
+    "knob_value",
     "resolve_method",
+    "sweep_names",
+    "training_signals",
 ]
 
 
@@ -47,6 +64,8 @@ class MethodSpec:
 def _set_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True)
     return str(v)
 
 
@@ -112,10 +131,150 @@ TABLE5_VARIANTS = (SPEAK, "speak-wo-lmem2", "speak-wo-mh")
 
 _THETA_RE = re.compile(r"^speak-theta-([0-9]*\.?[0-9]+)$")
 
+# ---------------------------------------------------------------------------------------------- training signals
+_BCE = "model.boundary.encoder_bce"
+_BCE_TARGETS = "model.boundary.encoder_bce_targets"
+
+#: Training-only signals a learned source's shared layers may get (``NAME+SIGNAL``): the encoder-BCE head
+#: (speak.lm.boundaries.learned) on each of its target kinds.
+SIGNALS: dict[str, dict[str, Any]] = {
+    "bce-proxy": {_BCE: 1.0, _BCE_TARGETS: "proxy"},
+    "bce-entropy": {_BCE: 1.0, _BCE_TARGETS: "entropy"},
+    "bce-both": {_BCE: 1.0, _BCE_TARGETS: "proxy+entropy"},
+}
+_SIGNAL_OF_TARGETS = {patch[_BCE_TARGETS]: name for name, patch in SIGNALS.items()}
+
+
+def training_signals(spec: MethodSpec) -> tuple[str, ...]:
+    """The training-only signals (names of :data:`SIGNALS`) that ``spec``'s patch turns on; () for none."""
+    if float(spec.patch.get(_BCE, 0.0) or 0.0) <= 0.0:
+        return ()
+    return (_SIGNAL_OF_TARGETS.get(str(spec.patch.get(_BCE_TARGETS, "proxy")), "bce-other"),)
+
+
+# ---------------------------------------------------------------------------------------------- SF knobs
+@dataclass(frozen=True)
+class Knob:
+    """A source's own shortening knob: its name, the value's type, the patch setting it, and where its default is
+    read from a built config (``TrainConfig``)."""
+
+    name: str
+    patch: Callable[[float], dict[str, Any]]
+    default: Callable[[Any], float]
+    integer: bool = False
+
+
+def _boundary_option(source: str, key: str) -> Callable[[Any], float]:
+    def read(cfg: Any) -> float:
+        given = (cfg.model or {}).get("boundary", {}) if isinstance(cfg.model, dict) else {}
+        return float(given.get(key, getattr(get_source(source).Options(), key)))
+    return read
+
+
+def _magnet_priors(latin: float) -> dict[str, float]:
+    """MAGNET's per-script priors scaled so that Latin's is ``latin`` (the others keep their ratio to it)."""
+    from speak.lm.boundaries.magnet import DEFAULT_SCRIPT_PRIORS
+
+    scale = latin / DEFAULT_SCRIPT_PRIORS["latin"]
+    return {k: round(min(0.95, v * scale), 6) for k, v in DEFAULT_SCRIPT_PRIORS.items()}
+
+
+def _magnet_default(cfg: Any) -> float:
+    from speak.lm.boundaries.magnet import DEFAULT_SCRIPT_PRIORS
+
+    given = (cfg.model or {}).get("boundary", {}) if isinstance(cfg.model, dict) else {}
+    return float(given.get("script_priors", DEFAULT_SCRIPT_PRIORS).get("latin", DEFAULT_SCRIPT_PRIORS["latin"]))
+
+
+def _exemplar_vocab(v: float) -> dict[str, Any]:
+    return {"exemplar_vocab": int(v)}
+
+
+#: Each learned source's own SF knob (``NAME@VALUE``): exemplar vocabulary (the sources trained on an exemplar),
+#: the Binomial prior (MAGNET: Latin's, the other scripts scaled with it), the boundary threshold (DTP-Entropy, BLT),
+#: the target ratio (H-Net).
+SF_KNOBS: dict[str, Knob] = {
+    "dtp-unigram": Knob("exemplar_vocab", _exemplar_vocab, lambda cfg: float(cfg.exemplar_vocab), integer=True),
+    "speak": Knob("exemplar_vocab", _exemplar_vocab, lambda cfg: float(cfg.exemplar_vocab), integer=True),
+    "dtp-entropy": Knob("threshold", lambda v: {"model.boundary.threshold": float(v)},
+                        _boundary_option("dtp-entropy", "threshold")),
+    "dtp-gumbel": Knob("prior", lambda v: {"model.boundary.prior": float(v)}, _boundary_option("dtp-gumbel", "prior")),
+    "magnet": Knob("prior", lambda v: {"model.boundary.script_priors": _magnet_priors(float(v))}, _magnet_default),
+    "hnet": Knob("target_ratio", lambda v: {"model.boundary.target_ratio": float(v)},
+                 _boundary_option("hnet", "target_ratio")),
+    "blt": Knob("threshold", lambda v: {"model.boundary.threshold": float(v)}, _boundary_option("blt", "threshold")),
+}
+
+
+def _fmt_value(v: float, integer: bool) -> str:
+    return str(int(v)) if integer else f"{v:g}"
+
+
+def base_method(name: str) -> str:
+    """The name without its ``@VALUE`` knob suffix (the method whose curve the point lies on)."""
+    return name.strip().split("@", 1)[0]
+
+
+def knob_value(name: str, cfg: Any | None = None) -> float | None:
+    """The knob value of a method name: its ``@VALUE``, else the knob's default in ``cfg`` (a built TrainConfig),
+    else None."""
+    base, sep, value = name.strip().partition("@")
+    if sep:
+        return float(value)
+    knob = SF_KNOBS.get(resolve_method(base).boundary)
+    return knob.default(cfg) if knob is not None and cfg is not None else None
+
+
+def sweep_names(method: str, values: list[float], default: float | None = None) -> list[str]:
+    """``method@v`` for each value; the value equal to ``default`` (the knob's value without a suffix) keeps the
+    plain name, so its existing runs are reused."""
+    knob = SF_KNOBS.get(resolve_method(method).boundary)
+    if knob is None:
+        raise SpeakError(f"method {method!r} has no SF knob to sweep (sources with one: {', '.join(SF_KNOBS)})")
+    out = []
+    for v in values:
+        name = method if default is not None and float(v) == float(default) else \
+            f"{method}@{_fmt_value(float(v), knob.integer)}"
+        if name not in out:
+            out.append(name)
+    return out
+
 
 def resolve_method(name: str) -> MethodSpec:
-    """The spec of a method or variant (``speak-theta-X`` accepts any theta in [0, 1])."""
+    """The spec of a method or variant: a base method, a variant (``speak-theta-X`` accepts any theta in [0, 1]),
+    either with ``+SIGNAL`` (a training-only signal) and / or ``@VALUE`` (its SF knob's value)."""
     name = name.strip()
+    base, sep, value = name.partition("@")
+    if sep:
+        spec = resolve_method(base)
+        knob = SF_KNOBS.get(spec.boundary)
+        if knob is None:
+            raise SpeakError(f"method {name!r}: {spec.boundary!r} has no SF knob (sources with one: "
+                             f"{', '.join(SF_KNOBS)})")
+        try:
+            v = float(value)
+        except ValueError:
+            raise SpeakError(f"method {name!r}: the {knob.name} value {value!r} is not a number") from None
+        if not (v > 0 and v == v and v != float("inf")) or (knob.integer and v != int(v)):
+            raise SpeakError(f"method {name!r}: {knob.name} must be a positive {'integer' if knob.integer else 'number'}")
+        return MethodSpec(name, spec.boundary, {**spec.patch, **knob.patch(v)},
+                          f"{spec.label or base} ({knob.name} {_fmt_value(v, knob.integer)})", spec.columns)
+    if "+" in name:
+        head, _, signal = name.rpartition("+")
+        if signal not in SIGNALS:
+            raise SpeakError(f"method {name!r}: unknown training signal {signal!r} (known: {', '.join(SIGNALS)})")
+        spec = resolve_method(head)
+        from speak.lm.boundaries.base import Targets
+        from speak.lm.boundaries.learned import LearnedOptions
+
+        cls = get_source(spec.boundary)
+        if not issubclass(cls.Options, LearnedOptions):
+            raise SpeakError(f"method {name!r}: {spec.boundary!r} is not a learned source with an encoder head")
+        if signal != "bce-entropy" and cls.needs is Targets.NONE:
+            raise SpeakError(f"method {name!r}: {spec.boundary!r} has no boundary targets for {signal!r}; "
+                             f"use +bce-entropy")
+        return MethodSpec(name, spec.boundary, {**spec.patch, **SIGNALS[signal]},
+                          f"{spec.label or head} + {signal}", spec.columns)
     if name in BASE_METHODS:
         return BASE_METHODS[name]
     if name in ABLATION_VARIANTS:
@@ -127,4 +286,4 @@ def resolve_method(name: str) -> MethodSpec:
             raise SpeakError(f"method {name!r}: theta must lie in [0, 1]")
         return _variant(name, {_THETA: theta}, f"theta {theta}", _columns("Hard reset", "Soft reset", f"{theta}"))
     known = ", ".join(list(BASE_METHODS) + [k for k in ABLATION_VARIANTS if k not in BASE_METHODS])
-    raise SpeakError(f"unknown method {name!r} (known: {known}, speak-theta-X)")
+    raise SpeakError(f"unknown method {name!r} (known: {known}, speak-theta-X; +SIGNAL, @VALUE)")

@@ -610,6 +610,8 @@ class Trainer:
                             plain.line(step, " ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
                     self.save()
+            if not last_eval and resumed_at is not None and self.step >= cfg.steps:
+                last_eval = self.evaluate()  # resumed at its last step: the summary still has the final validation
         finally:
             interrupt.restore()
             if progress is not None:
