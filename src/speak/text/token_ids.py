@@ -90,13 +90,14 @@ def utf8_byte(cp, n, j):
     return 0x80 | ((cp >> (6 * (n - 1 - j))) & 0x3F)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def fallback_ids(cps, a, b, stop, origin, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
                  out_ends, k):
     """The fallback for the span ``cps[a:b]`` that is not an entry: greedy longest-prefix entries, else the UTF-8
     bytes of a character (``<unk>`` without byte fallback). Emits ids while the next piece starts before ``stop``
     (``b`` for the whole span; less when the span continues beyond ``b`` and only pieces whose choice cannot depend
-    on what follows may go). Spans are relative to ``origin``. Returns (ids written so far, where it stopped)."""
+    on what follows may go). Spans are relative to ``origin``. Returns (ids written so far, where it stopped).
+    Not inlined: callers reach it for the few tokens that are not entries, and their hot loops stay small."""
     i = a
     while i < stop:
         h = FNV_OFFSET
@@ -126,8 +127,8 @@ def fallback_ids(cps, a, b, stop, origin, slots, piece_off, piece_cps, max_len, 
 
 
 @njit(cache=True, nogil=True)
-def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
-                out_ends, out_counts):
+def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
+                out_starts, out_ends, out_counts):
     """Every token of every text: text ``i`` is ``cps[bounds[i]:bounds[i + 1]]``, its tokens end at the next
     ``counts[i]`` entries of ``ends`` (relative to the text). The outputs hold at least as many entries as the
     texts' UTF-8 bytes (an id covers a character or more, or one byte). Returns the number of ids."""
@@ -142,7 +143,7 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len,
             e += 1
             pid = -1
             if b - a <= max_len:  # the common case: the whole token is an entry
-                pid = lookup_id(span_hash(cps, a, b), cps, a, b, slots, piece_off, piece_cps)
+                pid = lookup_id(span_hash(cps, a, b), cps, a, b, entries, piece_off, piece_cps)
             if pid >= 0:
                 out_ids[k] = pid
                 out_starts[k] = a - origin
@@ -157,14 +158,16 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len,
 
 
 @njit(cache=True)
-def _fill_slots(piece_off, piece_cps, first, last, slots):
-    """Insert every entry (its id) and every proper prefix of one (-2 marks)."""
+def _fill_slots(piece_off, piece_cps, first, last, slots, prefixes):
+    """Insert every entry (its id) and, with ``prefixes``, every proper prefix of one (-2 marks)."""
     mask = slots.shape[0] - 1
     for pid in range(first, last):
         a, b = piece_off[pid], piece_off[pid + 1]
         h = FNV_OFFSET
         for t in range(a, b):
             h = token_hash_step(h, piece_cps[t])
+            if t + 1 < b and not prefixes:
+                continue
             key = np.int64(h)
             s = np.int64(h & np.uint64(mask))
             while slots[s, 1] != -1 and slots[s, 0] != key:
@@ -180,7 +183,8 @@ class IdTable:
 
     vocab: SegmentVocab | None
     # (slots int64 [S, 2]: the key's bits and the id (-1 empty, -2 a prefix of entries), piece_off int64 [V + 1]
-    # and piece_cps int64 [P]: each id's code points, max_len, byte_base (-1: no byte fallback), unk_id)
+    # and piece_cps int64 [P]: each id's code points, max_len, byte_base (-1: no byte fallback), unk_id,
+    # entries int64 [E, 2]: the entries alone (a smaller table for the common whole-token lookup))
     arrays: tuple
 
     @classmethod
@@ -194,9 +198,12 @@ class IdTable:
         size = 1 << max(4, int(2 * keys - 1).bit_length())  # load factor <= 1/2
         slots = np.zeros((size, 2), dtype=np.int64)
         slots[:, 1] = -1
-        _fill_slots(piece_off, piece_cps, lo, hi, slots)
+        _fill_slots(piece_off, piece_cps, lo, hi, slots, True)
+        entries = np.zeros((1 << max(4, int(2 * (hi - lo) + 1).bit_length()), 2), dtype=np.int64)
+        entries[:, 1] = -1
+        _fill_slots(piece_off, piece_cps, lo, hi, entries, False)
         arrays = (slots, piece_off, piece_cps, np.int64(vocab.max_len),
-                  np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id))
+                  np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id), entries)
         return cls(vocab, arrays)
 
     @property
@@ -208,7 +215,7 @@ class IdTable:
         """No vocabulary: compiled scans report one entry (id -1) per token instead of ids."""
         slots = np.zeros((0, 2), dtype=np.int64)
         none = np.zeros(1, dtype=np.int64)
-        return cls(None, (slots, none, none, np.int64(1), np.int64(-1), np.int64(-1)))
+        return cls(None, (slots, none, none, np.int64(1), np.int64(-1), np.int64(-1), slots))
 
 
 @dataclass

@@ -138,18 +138,19 @@ _HIST = 4
 TOKEN_BUFFER = 256  # code points of the open token kept at once (a longer token is emitted piece by piece)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids,
+@njit(cache=True, nogil=True)
+def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
            out_starts, out_ends, k_out):
     """Emit the ids of the open token (its last ``n`` characters, buffered, start at text offset ``tok_start``):
-    its entry, else the vocabulary's fallback (speak.text.token_ids); with no vocabulary, one entry with id -1."""
+    its entry, else the vocabulary's fallback (speak.text.token_ids); with no vocabulary, one entry with id -1.
+    A call (the end of a text); the scan writes the common case, a token that is an entry, out in its loop."""
     if slots.shape[0] == 0:
         out_ids[k_out] = -1
         out_starts[k_out] = tok_start
         out_ends[k_out] = tok_start + n
         return k_out + 1
     if not overflow and n <= max_len:
-        pid = lookup_id(th, buf, 0, n, slots, piece_off, piece_cps)
+        pid = lookup_id(th, buf, 0, n, entries, piece_off, piece_cps)
         if pid >= 0:
             out_ids[k_out] = pid
             out_starts[k_out] = tok_start
@@ -178,7 +179,7 @@ def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
 
     @njit(cache=True, nogil=True)
     def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, theta, u_th, u_reset,
-               gamma, delta, slots, piece_off, piece_cps, max_len, byte_base, tk_unk, ist, fst, th_state, tok_buf,
+               gamma, delta, slots, piece_off, piece_cps, max_len, byte_base, tk_unk, entries, ist, fst, th_state, tok_buf,
                out_ids, out_starts, out_ends, counts, spikes):
         """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
 
@@ -226,7 +227,7 @@ def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
                     h = (h * NGRAM_PRIME + hist[j] + 1) & NGRAM_MASK
                     if j >= 1:
                         rows[j] = vocab + (j - 1) * buckets + ((h ^ (h >> 15)) & mask)
-                for r in range(K1):  # this character's terms for positions p - r: columns 2r, 2r + 1 of its rows
+                for r in range(K1):  # this character's terms for positions p - r: columns 2r, 2r + 1 (r) of its rows
                     t = p - r
                     if t < 0:
                         break
@@ -236,7 +237,7 @@ def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
                             slot += K1
                         c = np.float32(0.0)
                         for j in range(order):
-                            c += table[rows[j], 2 * r]
+                            c += table[rows[j], 2 * r if use_mask else r]
                         acc_c[slot] += c
                         if use_mask:
                             m = np.float32(0.0)
@@ -267,9 +268,19 @@ def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
                         tok_buf[tok_len] = ring[slot]
                         th = token_hash_step(th, ring[slot])
                     tok_len += 1
-                    if spiked:  # close the token
-                        k_out = _close(th, tok_buf, tok_len, overflow, tok_start, slots, piece_off, piece_cps,
-                                       max_len, byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
+                    if spiked:  # close the token (an entry written out here: a call per token costs as much as the scan)
+                        pid = -1
+                        if has_vocab and not overflow and tok_len <= max_len:
+                            pid = lookup_id(th, tok_buf, 0, tok_len, entries, piece_off, piece_cps)
+                        if pid >= 0 or not has_vocab:
+                            out_ids[k_out] = pid
+                            out_starts[k_out] = tok_start
+                            out_ends[k_out] = tok_start + tok_len
+                            k_out += 1
+                        else:
+                            k_out, _ = fallback_ids(tok_buf, 0, tok_len, tok_len, -tok_start, slots, piece_off,
+                                                    piece_cps, max_len, byte_base, tk_unk, out_ids, out_starts,
+                                                    out_ends, k_out)
                         tok_start += tok_len
                         tok_len = 0
                         overflow = 0
@@ -279,7 +290,7 @@ def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
             if final[i]:
                 if tok_len > 0:  # the end of a text closes its token (Eq. 5)
                     k_out = _close(th, tok_buf, tok_len, overflow, tok_start, slots, piece_off, piece_cps, max_len,
-                                   byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
+                                   byte_base, tk_unk, entries, out_ids, out_starts, out_ends, k_out)
                 p, slot_p, tok_start, tok_len, overflow, th, v = 0, 0, 0, 0, 0, FNV_OFFSET, u_reset
                 hist[:] = 0
                 acc_c[:] = 0.0
@@ -342,10 +353,13 @@ class NGramLookupTables:
         if self.buckets & (self.buckets - 1):
             raise ValueError(f"n-gram lookup tables: buckets must be a power of two, got {self.buckets}")
         rows = self.vocab + (self.order - 1) * self.buckets
-        pairs = np.stack([self.current.reshape(self.lookahead + 1, rows), self.mask.reshape(self.lookahead + 1, rows)],
-                         -1)  # [k + 1, rows, 2]
-        # [rows, 2 (k + 1)]: a key's current and mask terms for every offset r sit side by side (one cache line)
-        self._table = np.ascontiguousarray(pairs.transpose(1, 0, 2).reshape(rows, -1), dtype=np.float32)
+        cur = self.current.reshape(self.lookahead + 1, rows)  # [k + 1, rows]
+        if self.hard_mode == HARD_FROM_MASK:
+            pairs = np.stack([cur, self.mask.reshape(self.lookahead + 1, rows)], -1)  # [k + 1, rows, 2]
+            # [rows, 2 (k + 1)]: a key's current and mask terms for every offset r sit side by side (one cache line)
+            self._table = np.ascontiguousarray(pairs.transpose(1, 0, 2).reshape(rows, -1), dtype=np.float32)
+        else:  # the mask logit decides nothing: [rows, k + 1], currents only (half the memory the scan touches)
+            self._table = np.ascontiguousarray(cur.T, dtype=np.float32)
 
     @property
     def vocab_size(self) -> int:
