@@ -143,12 +143,12 @@ def _python_ids(tok, lines, vocab):
 
 
 @pytest.mark.parametrize("byte_fallback", [True, False])
-@pytest.mark.parametrize("lookahead", [0, 2])
-def test_fused_ids_match_the_network_and_cover_every_character(lookahead, byte_fallback):
+@pytest.mark.parametrize("lookahead,mode,tanh", [(0, "entropy-aware", True), (2, "all-hard", False)])
+def test_fused_ids_match_the_network_and_cover_every_character(lookahead, mode, tanh, byte_fallback):
     from speak.text.segment_vocab import SegmentVocab
     from speak.text.token_ids import IdTable
 
-    tok = _ngram_tokenizer(lookahead=lookahead)
+    tok = _ngram_tokenizer(mode, tanh, lookahead)
     fast = tok._lookup()
     lines = TEXT.splitlines() + ["", "x", "Zebra ünïcode ☃ earth"]
     vocab = SegmentVocab.from_segments([t for ts in fast.tokenize_batch(lines[:1]) for t in ts], 290,

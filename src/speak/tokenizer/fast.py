@@ -116,8 +116,17 @@ class FastSpeakTokenizer(Segmenter):
         if tables.vocab_size != len(vocab):
             raise SpeakError(f"lookup tables cover {tables.vocab_size} characters but the vocabulary {len(vocab)}")
         self.vocab, self.tables = vocab, tables
-        self.segment_vocab = segment_vocab  # the token vocabulary (ids) saved beside the tables, if any
+        self._segment_vocab = segment_vocab
         self._ids: IdTable | None = None
+
+    @property
+    def segment_vocab(self) -> SegmentVocab | None:
+        """The token vocabulary (ids) saved beside the tables, if any."""
+        return self._segment_vocab
+
+    @segment_vocab.setter
+    def segment_vocab(self, vocab: SegmentVocab | None) -> None:
+        self._segment_vocab, self._ids = vocab, None
 
     @property
     def id_table(self) -> IdTable:
