@@ -95,12 +95,15 @@ def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: i
     """Render the tokens of a chunk of lines in one output format."""
     from speak.text.segment import join_tokens, segment, token_offsets
 
-    spikes = tokenizer.spikes_many(lines)
-    if fmt == "ids":  # vocabulary ids, one compiled pass over the chunk
-        from speak.text.token_ids import ids_from_spikes
+    if fmt == "ids":  # vocabulary ids: the fused scan (n-gram tables), else spikes then one compiled pass
+        if getattr(getattr(tokenizer, "tables", None), "KIND", None) == "ngram":
+            ids = tokenizer.encode_ids(lines, table).split()
+        else:
+            from speak.text.token_ids import ids_from_spikes
 
-        ids = ids_from_spikes(table, lines, spikes).split()
+            ids = ids_from_spikes(table, lines, tokenizer.spikes_many(lines)).split()
         return "".join(" ".join(map(str, row.tolist())) + "\n" for row in ids)
+    spikes = tokenizer.spikes_many(lines)
     out = []
     for i, (line, s) in enumerate(zip(lines, spikes)):
         if fmt == "offsets":  # token end offsets: what a pipeline needs to pool characters, compact
