@@ -51,6 +51,12 @@ clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
 
 # The embedded default tokenizer (README, "The embedded default"): Stage-1 mimic of SentencePiece Unigram 8000.
+# The shipped default: one tokenizer fitted on the train splits of the five shared corpora together (the standalone
+# configuration, 1500 steps), mimicking one SentencePiece Unigram 8000 trained on their union; NOTICE names the
+# sources and their licences (src/speak/data/README.md).
+CORPORA ?= ../shared/corpora
 default-tokenizer: $(STAMP)
-	$(BIN)/speak fit-tokenizer --corpus embedded --exemplar sentencepiece:8000 --steps 1500 --seed 0 \
-		--out src/speak/data/default_tokenizer --force
+	$(BIN)/python benchmarks/fit_per_language.py --corpora $(CORPORA) --multilingual --steps 1500 \
+		--save runs/multilingual --json runs/multilingual/fit.json
+	rm -rf src/speak/data/default_tokenizer
+	cp -r runs/multilingual/multilingual-standalone src/speak/data/default_tokenizer

@@ -7,7 +7,8 @@ One thread, model load and vocabulary build excluded, one warm-up pass, median o
 batches. MB/s = UTF-8 bytes of the lines / seconds, by the wall clock and by this process's CPU time (the
 second is the one to read on a shared, loaded machine). Rows, measured in the same run:
 
-- ``speak ids``: the raw compiled path (spikes -> token ends -> ids_from_offsets), no transformers.
+- ``speak ids``: the two-pass compiled path (spikes -> token ends -> ids_from_offsets), no transformers;
+  ``speak fused ids``: the fused scan (n-gram tokenizers), what ``__call__`` runs.
 - ``hf __call__``: ``tok(batch, padding=True, truncation=True, max_length=128)`` (lists; attention mask included),
   and the same with ``return_tensors="pt"`` and with ``return_offsets_mapping=True``.
 - ``hf reference``: the same call through transformers' Python path (``reference_encode``) on the first batches
@@ -85,6 +86,9 @@ def main() -> None:
 
     rows = {}
     rows["speak ids"] = _time(lambda b: encode_texts(tok.speak, tok._table, b), batches, args.passes)
+    fast = tok.speak._lookup()
+    if hasattr(fast.tables, "scan"):  # n-gram tables: the fused scan, what __call__ runs
+        rows["speak fused ids"] = _time(lambda b: fast.encode_ids(b, tok._table), batches, args.passes)
     rows["hf __call__"] = _time(lambda b: tok(b, **call), batches, args.passes)
     rows["hf __call__ pt"] = _time(lambda b: tok(b, return_tensors="pt", **call), batches, args.passes)
     rows["hf __call__ offsets"] = _time(lambda b: tok(b, return_offsets_mapping=True, **call), batches, args.passes)

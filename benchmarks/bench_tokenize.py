@@ -6,15 +6,17 @@
 
 Protocol: one thread (RAYON_NUM_THREADS=1 and TOKENIZERS_PARALLELISM=false for HF tokenizers and tiktoken,
 SentencePiece's num_threads=1, numba's scan is serial), model loading and training excluded, one warm-up pass,
-then the median of `passes` timed passes over every non-empty line of the corpus (UTF-8 MB/s of input). Every
-engine produces token ids for every line:
+then the median of `passes` timed passes over every non-empty line of the corpus (UTF-8 MB/s of input, by CPU time
+of the process: every engine runs one thread, and on a shared machine wall time mostly measures the other jobs;
+wall-time MB/s are in the JSON too). Every engine produces token ids for every line:
 
 - SPEAK: the fused compiled scan (code points -> n-gram table sums -> LIF -> ids; FastSpeakTokenizer.encode_ids)
-  with a token-id table of the 8000 most frequent SPEAK tokens of the train split plus a per-character fallback
-  (speak.tokenizer.token_ids). Before timing, its ids on the valid lines are checked against the reference network
-  (the torch forward, tokens looked up in Python).
+  with the token vocabulary the tokenizer ships (8000 ids built from its train split, greedy longest-prefix and
+  UTF-8 byte fallback; speak.text.token_ids). Before timing, its ids on 300 valid lines are checked against the
+  reference network (the torch forward, tokens mapped by SegmentVocab.pieces_of in Python).
 - SentencePiece Unigram (the exemplar SPEAK mimics): `encode(lines, out_type=int, num_threads=1)`.
-- HF tokenizers Unigram (Metaspace) and byte-level BPE: `encode_batch(lines, add_special_tokens=False)`.
+- HF tokenizers Unigram (Metaspace) and byte-level BPE: `encode_batch_fast(lines, add_special_tokens=False)` (the
+  batch call without offsets), `.ids` of each encoding.
 - tiktoken (if installed): the byte-level BPE above converted to tiktoken ranks (tiktoken's own encodings need a
   download), `encode_ordinary` per line (its batch call goes through a thread pool even with one thread).
 
@@ -42,46 +44,35 @@ import numpy as np  # noqa: E402
 from speak.text.corpora import load_corpus  # noqa: E402
 from speak.text.segment import segment  # noqa: E402
 from speak.tokenizer.fast import FastSpeakTokenizer  # noqa: E402
-from speak.tokenizer.token_ids import TokenIdTable  # noqa: E402
 from speak.train.mimic import corpus_lines  # noqa: E402
 
 
-def median_mb_s(fn, n_bytes: int, passes: int) -> float:
+def median_mb_s(fn, n_bytes: int, passes: int) -> tuple[float, float]:
+    """(MB/s by the median wall time, MB/s by the median CPU time of this process) over `passes` passes after a
+    warm-up. Every engine runs one thread, so CPU time is its work; on a loaded machine it is the number to read."""
     fn()  # warm: compilation, caches
-    times = []
+    wall, cpu = [], []
     for _ in range(passes):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return n_bytes / statistics.median(times) / 1e6
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return n_bytes / statistics.median(wall) / 1e6, n_bytes / statistics.median(cpu) / 1e6
 
 
-def speak_id_table(fast: FastSpeakTokenizer, train: list[str], size: int) -> tuple[TokenIdTable, list[str]]:
-    tokens = [tok for toks in fast.tokenize_batch(train) for tok in toks]
-    return TokenIdTable.from_tokens(tokens, size)
-
-
-def reference_ids(model_dir: Path, lines: list[str], strings: list[str]) -> list[list[int]]:
-    """The slow twin: spikes from the torch network, tokens looked up in a Python dict, unknown tokens as
-    per-character ids."""
+def reference_ids(model_dir: Path, lines: list[str]) -> list[list[int]]:
+    """The slow twin: spikes from the torch network, each token through SegmentVocab.pieces_of (Python)."""
     import torch
 
     from speak.tokenizer import SpeakTokenizer
 
     tok = SpeakTokenizer.from_pretrained(model_dir)
-    index = {s: i for i, s in enumerate(strings) if s != "<unk>"}
-    unk = strings.index("<unk>")
+    vocab = tok.segment_vocab
     out = []
     for line in lines:
         with torch.no_grad():
             s = tok.trace(line).s[0].numpy() > 0.5
-        ids = []
-        for piece in segment(line, s):
-            if piece in index:
-                ids.append(index[piece])
-            else:
-                ids.extend(index.get(ch, unk) for ch in piece)
-        out.append(ids)
+        out.append([pid for piece in segment(line, s) for pid, _, _ in vocab.pieces_of(piece)])
     return out
 
 
@@ -99,9 +90,10 @@ def engines(train: list[str], vocab: int) -> dict:
     uni.decoder = decoders.Metaspace()
     uni.train_from_iterator(train, trainers.UnigramTrainer(vocab_size=vocab, unk_token="<unk>",
                                                           special_tokens=["<unk>"], show_progress=False))
-    out["HF Unigram"] = lambda lines: [e.ids for e in uni.encode_batch(lines, add_special_tokens=False)]
+    # encode_batch_fast: the batch call without character offsets (ids are all that is compared)
+    out["HF Unigram"] = lambda lines: [e.ids for e in uni.encode_batch_fast(lines, add_special_tokens=False)]
     bpe = HFTokenizersExemplar.train_bpe(train, vocab).tokenizer
-    out["HF BPE"] = lambda lines: [e.ids for e in bpe.encode_batch(lines, add_special_tokens=False)]
+    out["HF BPE"] = lambda lines: [e.ids for e in bpe.encode_batch_fast(lines, add_special_tokens=False)]
     try:
         import tiktoken
     except ImportError:
@@ -145,21 +137,23 @@ def bench_corpus(spec: str, model_dir: Path, vocab: int, passes: int, fit: bool 
         tok.meta["corpus"] = Path(spec).name.split(".")[0]
         tok.save_pretrained(model_dir)
     fast = FastSpeakTokenizer.from_pretrained(model_dir)
-    table, strings = speak_id_table(fast, train, vocab)
+    table = fast.id_table  # the token vocabulary the tokenizer ships
     check = valid[:300]
-    ids, _, counts = fast.encode_ids(check, table)
-    ref = reference_ids(model_dir, check, strings)
-    got = np.split(ids, np.cumsum(counts)[:-1])
-    mismatched = sum(list(g) != r for g, r in zip(got, ref))
+    got = fast.encode_ids(check, table).split()
+    ref = reference_ids(model_dir, check)
+    mismatched = sum(g.tolist() != r for g, r in zip(got, ref))
     pred = fast.spikes_many(valid)
     gold = [anchor_boundaries(sp.segment_spikes(line), "start") for line in valid]
     m = boundary_metrics(pred, gold)
-    speeds = {"SPEAK": median_mb_s(lambda: fast.encode_ids(lines, table), n_bytes, passes)}
+    timed = {"SPEAK": median_mb_s(lambda: fast.encode_ids(lines, table), n_bytes, passes)}
     for name, fn in eng.items():
-        speeds[name] = median_mb_s(lambda fn=fn: fn(lines), n_bytes, passes)
-    n_ids = int(fast.encode_ids(lines, table)[0].shape[0])
+        timed[name] = median_mb_s(lambda fn=fn: fn(lines), n_bytes, passes)
+    speeds = {name: cpu for name, (_, cpu) in timed.items()}
+    n_ids = int(fast.encode_ids(lines, table).ids.shape[0])
     return {"corpus": Path(spec).name.split(".")[0], "mb": n_bytes / 1e6, "spike_acc": m.spike_acc,
             "nonspike_acc": m.nonspike_acc, "sf": m.sf, "exemplar_sf": m.exemplar_sf, "mb_s": speeds,
+            "mb_s_wall": {name: wall for name, (wall, _) in timed.items()},
+            "speak_vs_sentencepiece_wall": timed["SPEAK"][0] / timed["SentencePiece"][0],
             "speak_vs_sentencepiece": speeds["SPEAK"] / speeds["SentencePiece"],
             "speak_chars_per_id": sum(map(len, lines)) / max(n_ids, 1),
             "parity_lines": len(check), "parity_mismatches": mismatched,

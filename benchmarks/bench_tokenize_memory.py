@@ -10,8 +10,8 @@ sent to /dev/null, and polls the child's RSS (children included) with psutil eve
 seconds, MB/s, peak RSS in MB, and whether it met the 300 MB target.
 
 Many lines: `speak tokenize FILE --format ids`. One line: the streaming API that scans inside a line,
-FastSpeakTokenizer.stream_ids over 256K-character pieces (n-gram tokenizers; ids from a token table of the model's
-tokens on the file's first 128K characters), writing every id to /dev/null.
+FastSpeakTokenizer.stream_ids over 256K-character pieces (n-gram tokenizers; ids from the token vocabulary the
+tokenizer ships), writing every id to /dev/null.
 """
 
 from __future__ import annotations
@@ -32,13 +32,9 @@ from speak.integrations.bench import default_corpus
 STREAM_CHILD = """
 import os, sys
 from speak.tokenizer.fast import FastSpeakTokenizer
-from speak.tokenizer.token_ids import TokenIdTable
 tok = FastSpeakTokenizer.from_pretrained(sys.argv[2])
-with open(sys.argv[1], encoding="utf-8") as fh:
-    head = fh.read(1 << 17)
-table, _ = TokenIdTable.from_tokens(tok.tokenize(head), 8000)
 with open(sys.argv[1], encoding="utf-8") as fh, open(os.devnull, "w") as out:
-    for ids, ends, line in tok.stream_ids(iter(lambda: fh.read(1 << 18), ""), table):
+    for ids, ends, line in tok.stream_ids(iter(lambda: fh.read(1 << 18), "")):
         out.write(" ".join(map(str, ids.tolist())))
 """
 

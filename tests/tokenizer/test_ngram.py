@@ -129,64 +129,76 @@ def test_inference_loads_only_the_small_tables_file(tmp_path):
         FastSpeakTokenizer.from_pretrained(tmp_path / "tk")
 
 
-def _python_ids(tok, lines, strings):
-    """The slow twin of the fused ids: the network's spikes, tokens looked up in a dict, misses per character."""
+def _python_ids(tok, lines, vocab):
+    """The slow twin of the fused ids: the network's spikes, each token through SegmentVocab.pieces_of."""
     from speak.text.segment import segment
 
-    index = {s: i for i, s in enumerate(strings[:-1])}
     out = []
     for line in lines:
         ids = []
         for piece in segment(line, tok.trace(line).s[0].numpy() > 0.5) if line else []:
-            ids.extend([index[piece]] if piece in index else [index.get(ch, len(strings) - 1) for ch in piece])
+            ids.extend(pid for pid, _, _ in vocab.pieces_of(piece))
         out.append(ids)
     return out
 
 
-@pytest.mark.parametrize("lookahead", [0, 2])
-def test_fused_ids_match_the_network_and_cover_every_character(lookahead):
-    from speak.tokenizer.token_ids import TokenIdTable
+@pytest.mark.parametrize("byte_fallback", [True, False])
+@pytest.mark.parametrize("lookahead,mode,tanh", [(0, "entropy-aware", True), (2, "all-hard", False)])
+def test_fused_ids_match_the_network_and_cover_every_character(lookahead, mode, tanh, byte_fallback):
+    from speak.text.segment_vocab import SegmentVocab
+    from speak.text.token_ids import IdTable
 
-    tok = _ngram_tokenizer(lookahead=lookahead)
+    tok = _ngram_tokenizer(mode, tanh, lookahead)
     fast = tok._lookup()
     lines = TEXT.splitlines() + ["", "x", "Zebra ünïcode ☃ earth"]
-    table, strings = TokenIdTable.from_tokens([t for ts in fast.tokenize_batch(lines[:1]) for t in ts], 12)
-    ids, ends, counts = fast.encode_ids(lines, table)
-    got = np.split(ids, np.cumsum(counts)[:-1])
-    assert [g.tolist() for g in got] == _python_ids(tok, lines, strings)
-    assert (counts > 0).sum() == sum(1 for line in lines if line)
-    for line, e in zip(lines, np.split(ends, np.cumsum(counts)[:-1])):  # contiguous spans ending at the line's end
-        assert (e.size == 0 and not line) or (e[-1] == len(line) and (np.diff(e) > 0).all())
-    _, tok_ends, tok_counts = fast.encode_ids(lines)  # no vocabulary: one entry per token
-    assert tok_counts.tolist() == [len(fast.tokenize(line)) if line else 0 for line in lines]
+    vocab = SegmentVocab.from_segments([t for ts in fast.tokenize_batch(lines[:1]) for t in ts], 290,
+                                       byte_fallback=byte_fallback)
+    got = fast.encode_ids(lines, IdTable.from_vocab(vocab))
+    assert [g.tolist() for g in got.split()] == _python_ids(tok, lines, vocab)
+    assert (got.counts > 0).sum() == sum(1 for line in lines if line)
+    for line, row_ids, s, e in zip(lines, got.split(), *(np.split(x, np.cumsum(got.counts)[:-1])
+                                                         for x in (got.starts, got.ends))):
+        if byte_fallback:  # lossless: decode gives the line back
+            assert vocab.decode(row_ids.tolist()) == line
+        assert (s.size == 0 and not line) or (e[-1] == len(line) and s[0] == 0 and (s < e).all())
+    spans = fast.encode_ids(lines, IdTable.empty())  # no vocabulary: one entry per token
+    assert (spans.ids == -1).all()
+    assert spans.counts.tolist() == [len(fast.tokenize(line)) if line else 0 for line in lines]
 
 
-def test_tokens_longer_than_any_entry_take_the_character_fallback():
-    from speak.tokenizer.token_ids import MAX_TOKEN, TokenIdTable
+def test_tokens_longer_than_the_buffer_take_the_same_fallback_as_the_reference():
+    from speak.text.segment_vocab import SegmentVocab
+    from speak.text.token_ids import IdTable
+    from speak.tokenizer.lookup import TOKEN_BUFFER
 
     tok = _ngram_tokenizer()
     with torch.no_grad():  # a network that never fires: one token per line
         tok.net.linear1.bias.fill_(-100.0)
     tok.refresh()
     fast = tok._lookup()
-    line = "the earth " * 20
-    table = TokenIdTable.from_vocab({line[:10]: 0, line: 1}, {c: 2 + i for i, c in enumerate(sorted(set(line)))}, 99)
-    ids, ends, _ = fast.encode_ids([line[:10], line], table)
-    assert ids[0] == 0 and len(line) > MAX_TOKEN
-    assert ids[1:].tolist() == [table.char_ids[ord(c)] for c in line] and ends[1:].tolist() == list(range(1, 201))
+    line = "the earth was formless " * 40
+    assert len(line) > 3 * TOKEN_BUFFER
+    vocab = SegmentVocab(["the ", "earth", "th", "e", "a", "r", "w", "s", " ", "f", "o", "m", "l", "n", "t", "h",
+                          "was formless the earth"], byte_fallback=True)
+    got = fast.encode_ids([line[:10], line, line + "☃"], IdTable.from_vocab(vocab))
+    want = [[pid for pid, _, _ in vocab.pieces_of(x)] for x in (line[:10], line, line + "☃")]
+    assert [g.tolist() for g in got.split()] == want
+    assert vocab.decode(got.split()[2].tolist()) == line + "☃"
 
 
 @pytest.mark.parametrize("piece", [1, 7, 1000])
 def test_streaming_across_pieces_matches_whole_lines(piece):
-    from speak.tokenizer.token_ids import TokenIdTable
+    from speak.text.segment_vocab import SegmentVocab
+    from speak.text.token_ids import IdTable
 
     fast = _ngram_tokenizer(lookahead=2)._lookup()
     text = TEXT * 3 + "a last line without newline"
     lines = text.split("\n")
-    table, _ = TokenIdTable.from_tokens([t for ts in fast.tokenize_batch(lines) for t in ts], 20)
-    ids, ends, counts = fast.encode_ids(lines, table)
+    table = IdTable.from_vocab(SegmentVocab.from_segments([t for ts in fast.tokenize_batch(lines) for t in ts], 300,
+                                                          byte_fallback=True))
+    whole = fast.encode_ids(lines, table)
     pieces = [text[i : i + piece] for i in range(0, len(text), piece)]
     got = list(fast.stream_ids(pieces, table))
-    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), ids)
-    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), ends)
-    np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), np.repeat(np.arange(len(lines)), counts))
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), whole.ids)
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), whole.ends)
+    np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), np.repeat(np.arange(len(lines)), whole.counts))

@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 import typer
 
 from speak.errors import SpeakError
+from speak.train.standalone import STANDALONE
 
 FORMATS = ("text", "json", "jsonl", "ids", "offsets")
 CHUNK_LINES = 4096
@@ -94,12 +95,15 @@ def _format_chunk(tokenizer, lines: list[str], fmt: str, sep: str, first_line: i
     """Render the tokens of a chunk of lines in one output format."""
     from speak.text.segment import join_tokens, segment, token_offsets
 
-    spikes = tokenizer.spikes_many(lines)
-    if fmt == "ids":  # vocabulary ids, one compiled pass over the chunk
-        from speak.text.token_ids import ids_from_spikes
+    if fmt == "ids":  # vocabulary ids: the fused scan (n-gram tables), else spikes then one compiled pass
+        if getattr(getattr(tokenizer, "tables", None), "KIND", None) == "ngram":
+            ids = tokenizer.encode_ids(lines, table).split()
+        else:
+            from speak.text.token_ids import ids_from_spikes
 
-        ids = ids_from_spikes(table, lines, spikes).split()
+            ids = ids_from_spikes(table, lines, tokenizer.spikes_many(lines)).split()
         return "".join(" ".join(map(str, row.tolist())) + "\n" for row in ids)
+    spikes = tokenizer.spikes_many(lines)
     out = []
     for i, (line, s) in enumerate(zip(lines, spikes)):
         if fmt == "offsets":  # token end offsets: what a pipeline needs to pool characters, compact
@@ -286,24 +290,30 @@ def fit_tokenizer_cmd(
     corpus: str = typer.Option("embedded", help="corpus: a text file (.txt/.xz/.gz) or 'embedded'"),
     exemplar: str = typer.Option("sentencepiece:8000", help="sentencepiece:N | sentencepiece:FILE.model | hf:tokenizer.json | whitespace | fixed:K"),
     out: Path = typer.Option(..., help="output tokenizer directory"),
-    steps: int = typer.Option(400), batch_size: int = typer.Option(32), seq_len: int = typer.Option(256),
-    lr: float = typer.Option(3e-3), alpha: float = typer.Option(1.2), beta: float = typer.Option(0.6),
-    char_dim: int = typer.Option(8),
-    encoder: str = typer.Option("char-ngram", help="char-ngram (hashed n-grams, the standalone default) | char-mlp (the paper's) | char-mlp-2"),
-    ngram_order: int = typer.Option(3, help="char-ngram: longest n-gram"),
-    ngram_buckets: int = typer.Option(16384, help="char-ngram: hash buckets per order"),
-    ngram_lookahead: int = typer.Option(2, help="char-ngram: also read n-grams ending up to K characters ahead"),
-    balanced: bool = typer.Option(True, "--balanced/--no-balanced",
+    steps: int = typer.Option(STANDALONE["steps"]), batch_size: int = typer.Option(32),
+    seq_len: int = typer.Option(256), lr: float = typer.Option(3e-3),
+    alpha: float = typer.Option(1.2, help="L_mem's alpha (objective membrane)"),
+    beta: float = typer.Option(0.6, help="L_mem's beta (objective membrane)"),
+    char_dim: int = typer.Option(STANDALONE["char_dim"]),
+    encoder: str = typer.Option(STANDALONE["encoder"], help="char-ngram (hashed n-grams, the standalone default) | char-mlp (the paper's) | char-mlp-2"),
+    ngram_order: int = typer.Option(STANDALONE["ngram_order"], help="char-ngram: longest n-gram"),
+    ngram_buckets: int = typer.Option(STANDALONE["ngram_buckets"], help="char-ngram: hash buckets per order"),
+    ngram_lookahead: int = typer.Option(STANDALONE["ngram_lookahead"],
+                                        help="char-ngram: also read n-grams ending up to K characters ahead"),
+    balanced: bool = typer.Option(STANDALONE["mem_balanced"], "--balanced/--no-balanced",
                                   help="weigh L_mem's spiking and silent positions equally"),
-    tanh: bool = typer.Option(False, "--tanh/--no-tanh"), theta: float = typer.Option(0.8),
-    reset_mode: str = typer.Option("entropy-aware"),
+    tanh: bool = typer.Option(STANDALONE["tanh"], "--tanh/--no-tanh"), theta: float = typer.Option(0.8),
+    reset_mode: str = typer.Option(STANDALONE["reset_mode"]),
+    objective: str = typer.Option(STANDALONE["objective"], help="forced (teacher-forced membrane loss) | membrane "
+                                                               "(L_mem, Eq. 14, the paper's)"),
     anchor: str = typer.Option("start", help="where exemplar boundaries sit: start (causally observable) | end"),
     seed: int = typer.Option(0), quiet: bool = typer.Option(False, "--quiet"),
     force: bool = typer.Option(False, "--force", help="overwrite a tokenizer already in --out"),
     vocab_size: int = typer.Option(8000, help="token vocabulary built from the corpus: ids in all, the 5 specials "
                                               "and 256 byte-fallback ids included"),
 ) -> None:
-    """Stage-1 mimic training (App. C.2): learn to reproduce an exemplar segmentation with L_mem (Eq. 14)."""
+    """Stage-1 mimic training (App. C.2): learn to reproduce an exemplar segmentation (by default the standalone
+    configuration, speak.train.mimic.STANDALONE)."""
     from dataclasses import asdict
 
     from speak.atomic import atomic_write_json, check_output_dir
@@ -313,16 +323,14 @@ def fit_tokenizer_cmd(
     cfg = MimicConfig(exemplar=exemplar, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                       mem_alpha=alpha, mem_beta=beta, char_dim=char_dim, encoder=encoder, tanh=tanh, theta=theta,
                       reset_mode=reset_mode, anchor=anchor, seed=seed, ngram_order=ngram_order,
-                      ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, mem_balanced=balanced)
+                      ngram_buckets=ngram_buckets, ngram_lookahead=ngram_lookahead, mem_balanced=balanced,
+                      objective=objective, forced_scale=STANDALONE["forced_scale"], token_vocab=vocab_size)
     check_output_dir(out, force=force, what="tokenizer folder")
     text = load_corpus(corpus)
     with _step_progress(steps, quiet) as advance, naming_corpus(corpus):
         tokenizer, metrics, used = fit_tokenizer(text, cfg, progress=advance)
     tokenizer.meta["corpus"] = corpus
     tokenizer.meta["exemplar_used"] = used.name
-    from speak.text.segment_vocab import SegmentVocab
-
-    tokenizer.segment_vocab = SegmentVocab.build(tokenizer, text, max_size=vocab_size)
     tokenizer.save_pretrained(out)
     record = {**asdict(metrics), "corpus": corpus, "exemplar": exemplar, "exemplar_used": used.name,
               "steps": steps, "tokenizer_params": tokenizer.num_parameters()}

@@ -9,7 +9,8 @@ longest-prefix entries, else one id per UTF-8 byte, so decode gives the text bac
   tokenizer files (``speak_tokenizer.json`` + ``.safetensors``, which also make the folder a SPEAK tokenizer
   directory) and ``segment_vocab.json``. Nothing is unpickled.
 - ``__call__`` on strings (single, batch, pairs, ``is_split_into_words``) runs one compiled pass per call (spikes,
-  then :func:`speak.text.token_ids.ids_from_offsets`, then a compiled truncate/specials/pad assembly) and returns a
+  then :func:`speak.text.token_ids.ids_from_offsets`, or for an n-gram tokenizer the fused scan straight to ids,
+  then a compiled truncate/specials/pad assembly) and returns a
   ``BatchEncoding`` whose per-row encodings give ``word_ids()``, ``tokens()``, ``sequence_ids()``, ``char_to_token``
   and friends, as a fast tokenizer's do; ``return_offsets_mapping=True`` works. Overflowing tokens (``stride``)
   and pre-tokenized ids take transformers' own Python path (:meth:`reference_encode` is that path for any input).
@@ -35,6 +36,7 @@ from speak.errors import SpeakError
 from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK, VOCAB_FILE, SegmentVocab, utf8_text
 from speak.text.token_ids import IdTable, ends_from_spikes, ids_from_offsets
 from speak.text.vocab import code_points
+from speak.tokenizer.lookup import NGramLookupTables
 
 SPEAK_CONFIG_FILE = "speak_tokenizer.json"
 SPEAK_WEIGHTS_FILE = "speak_tokenizer.safetensors"
@@ -485,7 +487,11 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
 
     def _chunk_ids(self, chunks: list[str], force: list[tuple[int, int, np.ndarray]] | None):
         """Compiled: SPEAK spikes of each chunk (scanned from rest), boundaries forced before the word starts in
-        ``force`` ((chunk, its origin in the text, word starts in the text)), token ends, ids."""
+        ``force`` ((chunk, its origin in the text, word starts in the text)), token ends, ids. Without forced
+        boundaries an n-gram tokenizer runs its fused scan (code points -> ids in one pass)."""
+        fast = self.speak._lookup()
+        if not force and fast is not None and isinstance(fast.tables, NGramLookupTables):
+            return fast.encode_ids(chunks, self._table)
         lengths = np.fromiter((len(c) for c in chunks), dtype=np.int64, count=len(chunks))
         bounds = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         spikes = self.speak.spikes_many(chunks)

@@ -20,27 +20,27 @@ from numba import njit
 from speak.text.segment_vocab import SegmentVocab
 from speak.text.vocab import code_points
 
-_FNV_OFFSET = np.uint64(14695981039346656037)
-_FNV_PRIME = np.uint64(1099511628211)
+FNV_OFFSET = np.uint64(14695981039346656037)
+FNV_PRIME = np.uint64(1099511628211)
 
 
 @njit(inline="always")
-def _mix(h, cp):
+def token_hash_step(h, cp):
     """One FNV-1a step over a code point (uint64 arithmetic, wraps)."""
-    return (h ^ np.uint64(cp)) * _FNV_PRIME
+    return (h ^ np.uint64(cp)) * FNV_PRIME
 
 
 @njit(cache=True, nogil=True, inline="always")
 def span_hash(cps, a, b):
     """The table key of the code points ``cps[a:b]``."""
-    h = _FNV_OFFSET
+    h = FNV_OFFSET
     for t in range(a, b):
-        h = _mix(h, cps[t])
+        h = token_hash_step(h, cps[t])
     return h
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _lookup(h, cps, a, b, slots, piece_off, piece_cps):
+def lookup_id(h, cps, a, b, slots, piece_off, piece_cps):
     """The id of the entry equal to ``cps[a:b]`` (key ``h``); -2 when it is only a prefix of entries; -1 when
     neither. Entries are confirmed by comparing code points; prefix marks trust the 64-bit key (a false mark only
     costs a probe, never a wrong id)."""
@@ -91,13 +91,47 @@ def utf8_byte(cp, n, j):
 
 
 @njit(cache=True, nogil=True)
-def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
-                out_ends, out_counts):
+def fallback_ids(cps, a, b, stop, origin, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
+                 out_ends, k):
+    """The fallback for the span ``cps[a:b]`` that is not an entry: greedy longest-prefix entries, else the UTF-8
+    bytes of a character (``<unk>`` without byte fallback). Emits ids while the next piece starts before ``stop``
+    (``b`` for the whole span; less when the span continues beyond ``b`` and only pieces whose choice cannot depend
+    on what follows may go). Spans are relative to ``origin``. Returns (ids written so far, where it stopped).
+    Not inlined: callers reach it for the few tokens that are not entries, and their hot loops stay small."""
+    i = a
+    while i < stop:
+        h = FNV_OFFSET
+        found, n = -1, 1
+        for j in range(min(max_len, b - i)):  # extend while the span is an entry or a prefix of one
+            h = token_hash_step(h, cps[i + j])
+            r = lookup_id(h, cps, i, i + j + 1, slots, piece_off, piece_cps)
+            if r == -1:
+                break
+            if r >= 0:
+                found, n = r, j + 1
+        if found < 0 and byte_base >= 0:  # the UTF-8 bytes of the character, each spanning it
+            cp = np.int64(cps[i])
+            m = utf8_length(cp)
+            for j in range(m):
+                out_ids[k] = byte_base + utf8_byte(cp, m, j)
+                out_starts[k] = i - origin
+                out_ends[k] = i + 1 - origin
+                k += 1
+        else:
+            out_ids[k] = found if found >= 0 else unk
+            out_starts[k] = i - origin
+            out_ends[k] = i + n - origin
+            k += 1
+        i += n
+    return k, i
+
+
+@njit(cache=True, nogil=True)
+def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
+                out_starts, out_ends, out_counts):
     """Every token of every text: text ``i`` is ``cps[bounds[i]:bounds[i + 1]]``, its tokens end at the next
     ``counts[i]`` entries of ``ends`` (relative to the text). The outputs hold at least as many entries as the
-    texts' UTF-8 bytes (an id covers a character or more, or one byte). Returns the number of ids.
-
-    One flat loop on purpose: split into helper calls, numba keeps per-call array bookkeeping that costs ~40x."""
+    texts' UTF-8 bytes (an id covers a character or more, or one byte). Returns the number of ids."""
     k = 0
     e = 0
     for t in range(bounds.shape[0] - 1):
@@ -109,53 +143,31 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len,
             e += 1
             pid = -1
             if b - a <= max_len:  # the common case: the whole token is an entry
-                pid = _lookup(span_hash(cps, a, b), cps, a, b, slots, piece_off, piece_cps)
+                pid = lookup_id(span_hash(cps, a, b), cps, a, b, entries, piece_off, piece_cps)
             if pid >= 0:
                 out_ids[k] = pid
                 out_starts[k] = a - origin
                 out_ends[k] = b - origin
                 k += 1
-                a = b
-                continue
-            i = a
-            while i < b:  # greedy longest prefix: extend while the span is an entry or a prefix of one
-                h = _FNV_OFFSET
-                found, n = -1, 1
-                for j in range(min(max_len, b - i)):
-                    h = _mix(h, cps[i + j])
-                    r = _lookup(h, cps, i, i + j + 1, slots, piece_off, piece_cps)
-                    if r == -1:
-                        break
-                    if r >= 0:
-                        found, n = r, j + 1
-                if found < 0 and byte_base >= 0:  # the UTF-8 bytes of the character, each spanning it
-                    cp = np.int64(cps[i])
-                    m = utf8_length(cp)
-                    for j in range(m):
-                        out_ids[k] = byte_base + utf8_byte(cp, m, j)
-                        out_starts[k] = i - origin
-                        out_ends[k] = i + 1 - origin
-                        k += 1
-                else:
-                    out_ids[k] = found if found >= 0 else unk
-                    out_starts[k] = i - origin
-                    out_ends[k] = i + n - origin
-                    k += 1
-                i += n
+            else:
+                k, _ = fallback_ids(cps, a, b, b, origin, slots, piece_off, piece_cps, max_len, byte_base, unk,
+                                    out_ids, out_starts, out_ends, k)
             a = b
         out_counts[t] = k - first
     return k
 
 
 @njit(cache=True)
-def _fill_slots(piece_off, piece_cps, first, last, slots):
-    """Insert every entry (its id) and every proper prefix of one (-2 marks)."""
+def _fill_slots(piece_off, piece_cps, first, last, slots, prefixes):
+    """Insert every entry (its id) and, with ``prefixes``, every proper prefix of one (-2 marks)."""
     mask = slots.shape[0] - 1
     for pid in range(first, last):
         a, b = piece_off[pid], piece_off[pid + 1]
-        h = _FNV_OFFSET
+        h = FNV_OFFSET
         for t in range(a, b):
-            h = _mix(h, piece_cps[t])
+            h = token_hash_step(h, piece_cps[t])
+            if t + 1 < b and not prefixes:
+                continue
             key = np.int64(h)
             s = np.int64(h & np.uint64(mask))
             while slots[s, 1] != -1 and slots[s, 0] != key:
@@ -169,9 +181,10 @@ def _fill_slots(piece_off, piece_cps, first, last, slots):
 class IdTable:
     """The compiled form of a :class:`SegmentVocab` (build with :meth:`from_vocab`)."""
 
-    vocab: SegmentVocab
+    vocab: SegmentVocab | None
     # (slots int64 [S, 2]: the key's bits and the id (-1 empty, -2 a prefix of entries), piece_off int64 [V + 1]
-    # and piece_cps int64 [P]: each id's code points, max_len, byte_base (-1: no byte fallback), unk_id)
+    # and piece_cps int64 [P]: each id's code points, max_len, byte_base (-1: no byte fallback), unk_id,
+    # entries int64 [E, 2]: the entries alone (a smaller table for the common whole-token lookup))
     arrays: tuple
 
     @classmethod
@@ -185,14 +198,24 @@ class IdTable:
         size = 1 << max(4, int(2 * keys - 1).bit_length())  # load factor <= 1/2
         slots = np.zeros((size, 2), dtype=np.int64)
         slots[:, 1] = -1
-        _fill_slots(piece_off, piece_cps, lo, hi, slots)
+        _fill_slots(piece_off, piece_cps, lo, hi, slots, True)
+        entries = np.zeros((1 << max(4, int(2 * (hi - lo) + 1).bit_length()), 2), dtype=np.int64)
+        entries[:, 1] = -1
+        _fill_slots(piece_off, piece_cps, lo, hi, entries, False)
         arrays = (slots, piece_off, piece_cps, np.int64(vocab.max_len),
-                  np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id))
+                  np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id), entries)
         return cls(vocab, arrays)
 
     @property
     def max_len(self) -> int:
         return int(self.arrays[3])
+
+    @classmethod
+    def empty(cls) -> "IdTable":
+        """No vocabulary: compiled scans report one entry (id -1) per token instead of ids."""
+        slots = np.zeros((0, 2), dtype=np.int64)
+        none = np.zeros(1, dtype=np.int64)
+        return cls(None, (slots, none, none, np.int64(1), np.int64(-1), np.int64(-1), slots))
 
 
 @dataclass
@@ -262,5 +285,5 @@ def encode_texts(segmenter, table: IdTable, texts: Sequence[str]) -> TokenIds:
     return ids_from_spikes(table, texts, segmenter.spikes_many(texts))
 
 
-__all__ = ["IdTable", "TokenIds", "encode_texts", "ends_from_spikes", "ids_from_offsets", "ids_from_spikes",
-           "span_hash"]
+__all__ = ["IdTable", "TokenIds", "encode_texts", "ends_from_spikes", "fallback_ids", "ids_from_offsets",
+           "ids_from_spikes", "span_hash", "token_hash_step", "lookup_id", "FNV_OFFSET"]

@@ -17,7 +17,8 @@ from speak.errors import SpeakError
 from speak.text.segment import segment, token_offsets
 from speak.text.vocab import UNK_ID, CharVocab, code_points
 from speak.tokenizer.lookup import LookupTables, NGramLookupTables
-from speak.tokenizer.token_ids import TokenIdTable
+from speak.text.segment_vocab import VOCAB_FILE, SegmentVocab
+from speak.text.token_ids import IdTable, TokenIds
 
 CONFIG_FILE = "speak_tokenizer.json"
 WEIGHTS_FILE = "speak_tokenizer.safetensors"
@@ -110,10 +111,31 @@ class FastSpeakTokenizer(Segmenter):
     """Table-lookup SPEAK tokenizer without torch (same results as `SpeakTokenizer`). Each text is one sequence:
     the neuron starts at u_reset."""
 
-    def __init__(self, vocab: CharVocab, tables: LookupTables | NGramLookupTables):
+    def __init__(self, vocab: CharVocab, tables: LookupTables | NGramLookupTables,
+                 segment_vocab: SegmentVocab | None = None):
         if tables.vocab_size != len(vocab):
             raise SpeakError(f"lookup tables cover {tables.vocab_size} characters but the vocabulary {len(vocab)}")
         self.vocab, self.tables = vocab, tables
+        self._segment_vocab = segment_vocab
+        self._ids: IdTable | None = None
+
+    @property
+    def segment_vocab(self) -> SegmentVocab | None:
+        """The token vocabulary (ids) saved beside the tables, if any."""
+        return self._segment_vocab
+
+    @segment_vocab.setter
+    def segment_vocab(self, vocab: SegmentVocab | None) -> None:
+        self._segment_vocab, self._ids = vocab, None
+
+    @property
+    def id_table(self) -> IdTable:
+        """The compiled token vocabulary (speak.text.token_ids.IdTable) of :attr:`segment_vocab`."""
+        if self.segment_vocab is None:
+            raise SpeakError("this tokenizer ships no token vocabulary; refit with `speak fit-tokenizer`")
+        if self._ids is None:
+            self._ids = IdTable.from_vocab(self.segment_vocab)
+        return self._ids
 
     @classmethod
     def default(cls) -> "FastSpeakTokenizer":
@@ -128,7 +150,9 @@ class FastSpeakTokenizer(Segmenter):
             tables = read_lookup_tables(Path(directory), doc["lookup"])
         except (KeyError, TypeError, ValueError) as err:
             raise SpeakError(f"{directory}: malformed lookup tables ({err})") from None
-        return cls(CharVocab.from_dict(doc["vocab"]), tables)
+        vocab_path = Path(directory) / VOCAB_FILE
+        segment_vocab = SegmentVocab.load(vocab_path) if vocab_path.is_file() else None
+        return cls(CharVocab.from_dict(doc["vocab"]), tables, segment_vocab)
 
     def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Hard boundaries (bool arrays) for several texts, each scanned from rest, in one compiled pass."""
@@ -145,23 +169,25 @@ class FastSpeakTokenizer(Segmenter):
         flat = self.tables.spikes(ids, starts)
         return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def encode_ids(self, texts: Sequence[str], ids: "TokenIdTable | None" = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(token ids, the end offset of each within its text, entries per text) for several texts in one compiled
-        pass (n-gram tables only). `ids` maps token strings to ids (speak.tokenizer.token_ids); None gives one
-        entry per token with id -1 (token end offsets only)."""
+    def encode_ids(self, texts: Sequence[str], ids: IdTable | None = None) -> TokenIds:
+        """Token-vocabulary ids of several texts in one compiled pass (code points -> n-gram table sums -> LIF ->
+        ids; n-gram tables only). `ids`: the vocabulary (default: the one the tokenizer ships);
+        ``IdTable.empty()`` gives one entry per token with id -1 (token spans only)."""
         if not isinstance(self.tables, NGramLookupTables):
             raise SpeakError("encode_ids needs n-gram lookup tables (encoder char-ngram)")
+        ids = self.id_table if ids is None else ids
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
         bounds = np.concatenate(([0], np.cumsum(lengths)))
-        return self.tables.scan(code_points("".join(texts)), bounds, np.ones(len(texts), dtype=bool),
-                                self.vocab.code_point_table(), UNK_ID, ids)
+        return TokenIds(*self.tables.scan(code_points("".join(texts)), bounds, np.ones(len(texts), dtype=bool),
+                                          self.vocab.code_point_table(), UNK_ID, ids))
 
-    def stream_ids(self, chunks: Iterable[str], ids: "TokenIdTable | None" = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def stream_ids(self, chunks: Iterable[str], ids: IdTable | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Streaming `encode_ids` over text pieces that may cut lines anywhere (a line is a text; a 50 MB line
         is scanned piece by piece in bounded memory): yields (ids, end offsets within their line, the index of
         each entry's line counted from 0) per piece. A final line without a newline closes at the end."""
         if not isinstance(self.tables, NGramLookupTables):
             raise SpeakError("stream_ids needs n-gram lookup tables (encoder char-ngram)")
+        ids = self.id_table if ids is None else ids
         state = self.tables.new_state()
         table = self.vocab.code_point_table()
         line = 0
@@ -173,10 +199,10 @@ class FastSpeakTokenizer(Segmenter):
             lengths = np.diff(np.concatenate(([-1], cuts, [cps.shape[0]]))) - 1  # [m + 1]: m lines end here
             bounds = np.concatenate(([0], np.cumsum(lengths)))
             final = np.arange(lengths.shape[0]) < cuts.shape[0]  # the last segment stays open
-            out_ids, ends, counts = self.tables.scan(cps[keep], bounds, final, table, UNK_ID, ids, state)
+            out_ids, _, ends, counts = self.tables.scan(cps[keep], bounds, final, table, UNK_ID, ids, state)
             yield out_ids, ends, np.repeat(np.arange(line, line + lengths.shape[0]), counts)
             line += cuts.shape[0]
         if state.ints[0] > 0:  # a last line without a newline
-            out_ids, ends, counts = self.tables.scan(np.zeros(0, np.uint32), np.zeros(2, np.int64),
-                                                     np.ones(1, dtype=bool), table, UNK_ID, ids, state)
+            out_ids, _, ends, counts = self.tables.scan(np.zeros(0, np.uint32), np.zeros(2, np.int64),
+                                                        np.ones(1, dtype=bool), table, UNK_ID, ids, state)
             yield out_ids, ends, np.full(out_ids.shape[0], line, dtype=np.int64)

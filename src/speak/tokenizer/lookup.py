@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from speak.tokenizer.token_ids import FNV_OFFSET, MAX_TOKEN, TokenIdTable, token_hash_step, token_id
+from speak.text.token_ids import FNV_OFFSET, IdTable, fallback_ids, lookup_id, token_hash_step
 
 
 @njit(inline="always")
@@ -130,43 +130,42 @@ NGRAM_SEED = 0x2545F491
 NGRAM_PRIME = 1_000_003
 NGRAM_MASK = 2**31 - 1
 HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER = 0, 1, 2
-# Integer scan state (ScanState.ints): characters consumed in the open text, start of the open token, its length,
-# whether it overflowed MAX_TOKEN, then the last N character ids (newest first) and the last k + 1 code points.
+# Integer scan state (ScanState.ints): characters consumed in the open text, where the open token's buffered
+# characters start, how many are buffered, whether the token outgrew the buffer (its first pieces already emitted),
+# then the last N character ids (newest first) and the last k + 1 code points.
 # Float state (ScanState.floats): the k + 1 pending current sums, the k + 1 pending mask-logit sums, the membrane.
 _HIST = 4
+TOKEN_BUFFER = 256  # code points of the open token kept at once (a longer token is emitted piece by piece)
 
 
 @njit(cache=True, nogil=True)
-def _fallback(tok_buf, n, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk):
-    """Emit n buffered characters as per-character ids; returns the new output count."""
-    for j in range(n):
-        c = tok_buf[j]
-        out_ids[k_out] = tk_char[c] if c < tk_char.shape[0] else tk_unk
-        out_ends[k_out] = tok_start + j + 1
-        k_out += 1
+def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
+           out_starts, out_ends, k_out):
+    """Emit the ids of the open token (its last ``n`` characters, buffered, start at text offset ``tok_start``):
+    its entry, else the vocabulary's fallback (speak.text.token_ids); with no vocabulary, one entry with id -1.
+    A call (the end of a text); the scan writes the common case, a token that is an entry, out in its loop."""
+    if slots.shape[0] == 0:
+        out_ids[k_out] = -1
+        out_starts[k_out] = tok_start
+        out_ends[k_out] = tok_start + n
+        return k_out + 1
+    if not overflow and n <= max_len:
+        pid = lookup_id(th, buf, 0, n, entries, piece_off, piece_cps)
+        if pid >= 0:
+            out_ids[k_out] = pid
+            out_starts[k_out] = tok_start
+            out_ends[k_out] = tok_start + n
+            return k_out + 1
+    k_out, _ = fallback_ids(buf, 0, n, n, -tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk,
+                            out_ids, out_starts, out_ends, k_out)
     return k_out
 
 
-@njit(cache=True, nogil=True)
-def _close(th, tok_len, overflow, tok_start, tok_buf, out_ids, out_ends, k_out, tk_slots,
-           tk_char, tk_unk):
-    """Close the open token: its id, or its characters' fallback ids, or (no vocabulary) id -1."""
-    if tk_slots.shape[0] == 0:
-        out_ids[k_out] = -1
-        out_ends[k_out] = tok_start + tok_len
-        return k_out + 1
-    i = -1 if overflow else token_id(th, tok_len, tk_slots)
-    if i >= 0:
-        out_ids[k_out] = i
-        out_ends[k_out] = tok_start + tok_len
-        return k_out + 1
-    return _fallback(tok_buf, tok_len, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk)
-
-
-def fused_kernel(order: int, lookahead: int):
-    """The fused scan compiled for one (N, k): with both constant, the compiler unrolls the per-character loops
-    (about 1.4x faster than reading them at run time). Compiled once per process and (N, k)."""
-    key = (int(order), int(lookahead))
+def fused_kernel(order: int, lookahead: int, use_mask: bool = True, use_tanh: bool = False):
+    """The fused scan compiled for one (N, k, whether the mask logit decides the reset, tanh): with these constant,
+    the compiler unrolls the per-character loops (about 1.4x faster than reading them at run time) and drops the
+    mask sums when the reset mode does not read them. Compiled once per process and key."""
+    key = (int(order), int(lookahead), bool(use_mask), bool(use_tanh))
     if key not in _KERNELS:
         _KERNELS[key] = _make_kernel(*key)
     return _KERNELS[key]
@@ -175,25 +174,28 @@ def fused_kernel(order: int, lookahead: int):
 _KERNELS: dict = {}
 
 
-def _make_kernel(order: int, lookahead: int):
+def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
     K1 = lookahead + 1
 
     @njit(cache=True, nogil=True)
-    def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, use_tanh, hard_mode, theta, u_th, u_reset,
-               gamma, delta, tk_slots, tk_char, tk_unk, ist, fst, th_state, tok_buf, out_ids, out_ends, counts, spikes):
+    def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, theta, u_th, u_reset,
+               gamma, delta, slots, piece_off, piece_cps, max_len, byte_base, tk_unk, entries, ist, fst, th_state, tok_buf,
+               out_ids, out_starts, out_ends, counts, spikes):
         """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
 
         Segment i is cps[bounds[i]:bounds[i + 1]]: the next characters of the open text, which ends after the segment
         when final[i] (its last k positions are then completed with <pad>, its open token closes, the state resets).
         A lookahead of k characters is a k-character delay: position t is scanned once character t + k is in.
-        Writes (id, end offset within its text) pairs to out_ids / out_ends, their number per segment to counts, and
-        returns their total; writes spikes[global position] when spikes is not empty. The state arrays carry an open
-        text from one call to the next."""
+        Writes (id, start, end offset within its text) triples to out_*, their number per segment to counts, and
+        returns their total; writes spikes[global position] when spikes is not empty. Token ids follow the
+        vocabulary's arrays (speak.text.token_ids.IdTable; empty slots: one id -1 per token). The state arrays carry
+        an open text from one call to the next."""
         soft = theta * u_th
         mask = buckets - 1
-        has_vocab = tk_slots.shape[0] > 0
+        has_vocab = slots.shape[0] > 0
         write_spikes = spikes.shape[0] > 0
         cap = tok_buf.shape[0]
+        keep = cap - max_len + 1  # a full buffer emits the pieces starting before this (their choice is final)
         hist = ist[_HIST : _HIST + order].copy()  # the last N character ids, newest first
         ring = ist[_HIST + order : _HIST + order + K1].copy()  # code point of position t at t % K1
         acc_c = fst[:K1].copy()  # pending sums of position t at t % K1
@@ -225,7 +227,7 @@ def _make_kernel(order: int, lookahead: int):
                     h = (h * NGRAM_PRIME + hist[j] + 1) & NGRAM_MASK
                     if j >= 1:
                         rows[j] = vocab + (j - 1) * buckets + ((h ^ (h >> 15)) & mask)
-                for r in range(K1):  # this character's terms for positions p - r: columns 2r, 2r + 1 of its rows
+                for r in range(K1):  # this character's terms for positions p - r: columns 2r, 2r + 1 (r) of its rows
                     t = p - r
                     if t < 0:
                         break
@@ -234,12 +236,14 @@ def _make_kernel(order: int, lookahead: int):
                         if slot < 0:
                             slot += K1
                         c = np.float32(0.0)
-                        m = np.float32(0.0)
                         for j in range(order):
-                            c += table[rows[j], 2 * r]
-                            m += table[rows[j], 2 * r + 1]
+                            c += table[rows[j], 2 * r if use_mask else r]
                         acc_c[slot] += c
-                        acc_m[slot] += m
+                        if use_mask:
+                            m = np.float32(0.0)
+                            for j in range(order):
+                                m += table[rows[j], 2 * r + 1]
+                            acc_m[slot] += m
                 if p >= lookahead:  # position t is complete: Eq. 1 + 10, then the token
                     t = p - lookahead
                     slot = slot_p + 1 if slot_p + 1 < K1 else 0  # (p - k) % K1
@@ -252,28 +256,31 @@ def _make_kernel(order: int, lookahead: int):
                     spiked, v = _lif_step(v, i_t, hard, soft, u_th, u_reset, gamma, delta)
                     if write_spikes:
                         spikes[base + t] = spiked
-                    cp_t = ring[slot]
-                    if has_vocab and tok_len == cap:  # longer than any vocabulary entry
-                        k_out = _fallback(tok_buf, tok_len, tok_start, out_ids, out_ends, k_out, tk_char, tk_unk)
-                        tok_start += tok_len
-                        tok_len = 0
-                        overflow = 1
-                    if tok_len < cap:
-                        tok_buf[tok_len] = cp_t
+                    if has_vocab:
+                        if tok_len == cap:  # a token longer than the buffer: emit its settled first pieces
+                            k_out, done = fallback_ids(tok_buf, 0, cap, keep, -tok_start, slots, piece_off,
+                                                       piece_cps, max_len, byte_base, tk_unk, out_ids, out_starts,
+                                                       out_ends, k_out)
+                            tok_buf[: cap - done] = tok_buf[done:cap].copy()
+                            tok_start += done
+                            tok_len = cap - done
+                            overflow = 1
+                        tok_buf[tok_len] = ring[slot]
+                        th = token_hash_step(th, ring[slot])
                     tok_len += 1
-                    th = token_hash_step(th, cp_t)
-                    if spiked:  # close the token (written out here: a call per token costs as much as the scan)
-                        i_tok = -1 if overflow or not has_vocab else token_id(th, tok_len, tk_slots)
-                        if i_tok >= 0 or not has_vocab:
-                            out_ids[k_out] = i_tok
+                    if spiked:  # close the token (an entry written out here: a call per token costs as much as the scan)
+                        pid = -1
+                        if has_vocab and not overflow and tok_len <= max_len:
+                            pid = lookup_id(th, tok_buf, 0, tok_len, entries, piece_off, piece_cps)
+                        if pid >= 0 or not has_vocab:
+                            out_ids[k_out] = pid
+                            out_starts[k_out] = tok_start
                             out_ends[k_out] = tok_start + tok_len
                             k_out += 1
-                        else:  # one id per character (_fallback's loop, written out for the same reason)
-                            for j in range(tok_len):
-                                c_j = tok_buf[j]
-                                out_ids[k_out] = tk_char[c_j] if c_j < tk_char.shape[0] else tk_unk
-                                out_ends[k_out] = tok_start + j + 1
-                                k_out += 1
+                        else:
+                            k_out, _ = fallback_ids(tok_buf, 0, tok_len, tok_len, -tok_start, slots, piece_off,
+                                                    piece_cps, max_len, byte_base, tk_unk, out_ids, out_starts,
+                                                    out_ends, k_out)
                         tok_start += tok_len
                         tok_len = 0
                         overflow = 0
@@ -282,8 +289,8 @@ def _make_kernel(order: int, lookahead: int):
                 slot_p = slot_p + 1 if slot_p + 1 < K1 else 0
             if final[i]:
                 if tok_len > 0:  # the end of a text closes its token (Eq. 5)
-                    k_out = _close(th, tok_len, overflow, tok_start, tok_buf, out_ids, out_ends, k_out, tk_slots,
-                                   tk_char, tk_unk)
+                    k_out = _close(th, tok_buf, tok_len, overflow, tok_start, slots, piece_off, piece_cps, max_len,
+                                   byte_base, tk_unk, entries, out_ids, out_starts, out_ends, k_out)
                 p, slot_p, tok_start, tok_len, overflow, th, v = 0, 0, 0, 0, 0, FNV_OFFSET, u_reset
                 hist[:] = 0
                 acc_c[:] = 0.0
@@ -309,7 +316,7 @@ class ScanState:
         self.floats = np.zeros(2 * (lookahead + 1) + 1, dtype=np.float32)
         self.floats[-1] = u_reset
         self.hash = np.array([FNV_OFFSET], dtype=np.uint64)
-        self.token = np.zeros(MAX_TOKEN, dtype=np.int64)
+        self.token = np.zeros(TOKEN_BUFFER, dtype=np.int64)
 
 
 @dataclass
@@ -346,10 +353,13 @@ class NGramLookupTables:
         if self.buckets & (self.buckets - 1):
             raise ValueError(f"n-gram lookup tables: buckets must be a power of two, got {self.buckets}")
         rows = self.vocab + (self.order - 1) * self.buckets
-        pairs = np.stack([self.current.reshape(self.lookahead + 1, rows), self.mask.reshape(self.lookahead + 1, rows)],
-                         -1)  # [k + 1, rows, 2]
-        # [rows, 2 (k + 1)]: a key's current and mask terms for every offset r sit side by side (one cache line)
-        self._table = np.ascontiguousarray(pairs.transpose(1, 0, 2).reshape(rows, -1), dtype=np.float32)
+        cur = self.current.reshape(self.lookahead + 1, rows)  # [k + 1, rows]
+        if self.hard_mode == HARD_FROM_MASK:
+            pairs = np.stack([cur, self.mask.reshape(self.lookahead + 1, rows)], -1)  # [k + 1, rows, 2]
+            # [rows, 2 (k + 1)]: a key's current and mask terms for every offset r sit side by side (one cache line)
+            self._table = np.ascontiguousarray(pairs.transpose(1, 0, 2).reshape(rows, -1), dtype=np.float32)
+        else:  # the mask logit decides nothing: [rows, k + 1], currents only (half the memory the scan touches)
+            self._table = np.ascontiguousarray(cur.T, dtype=np.float32)
 
     @property
     def vocab_size(self) -> int:
@@ -359,27 +369,35 @@ class NGramLookupTables:
         return ScanState(self.order, self.lookahead, self.u_reset)
 
     def scan(self, cps: np.ndarray, bounds: np.ndarray, final: np.ndarray, id_table: np.ndarray, unk: int,
-             ids: TokenIdTable | None = None, state: ScanState | None = None,
-             spikes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(token ids, their end offsets within their text, entries per segment) for the code points `cps` cut
-        into segments by `bounds` [S + 1]; a segment with final[i] False leaves its text open in `state` (pass the
-        same state to the next call). With `ids` None, one entry (id -1) per token. `id_table` maps code points to
-        character ids (`unk` beyond it)."""
-        ids = ids if ids is not None else TokenIdTable.empty()
+             ids: IdTable | None = None, state: ScanState | None = None,
+             spikes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(token ids, their start and end offsets within their text, entries per segment) for the code points
+        `cps` cut into segments by `bounds` [S + 1]; a segment with final[i] False leaves its text open in `state`
+        (pass the same state to the next call). `ids` is the token vocabulary (speak.text.token_ids.IdTable: an
+        entry, else greedy longest-prefix entries, else UTF-8 bytes); None gives one entry (id -1) per token.
+        `id_table` maps code points to character ids (`unk` beyond it)."""
+        ids = ids if ids is not None else IdTable.empty()
         state = state if state is not None else self.new_state()
+        if ids.max_len > TOKEN_BUFFER // 2:
+            raise ValueError(f"token vocabulary entries of up to {TOKEN_BUFFER // 2} characters are supported, "
+                             f"got {ids.max_len}")
         bounds = np.ascontiguousarray(bounds, dtype=np.int64)
-        n = int(bounds[-1] - bounds[0]) + min(int(state.ints[2]), MAX_TOKEN) + MAX_TOKEN + self.lookahead + 1
+        cps = np.ascontiguousarray(cps)
+        n_cps = int(bounds[-1] - bounds[0]) + int(state.ints[2]) + self.lookahead + 1
+        bytes_per_char = 4 if ids.vocab is not None and ids.vocab.byte_fallback else 1  # byte fallback: an id a byte
+        n = bytes_per_char * n_cps + 1
         out_ids = np.empty(n, dtype=np.int64)
+        out_starts = np.empty(n, dtype=np.int64)
         out_ends = np.empty(n, dtype=np.int64)
         counts = np.empty(bounds.shape[0] - 1, dtype=np.int64)
         f32 = np.float32
-        kernel = fused_kernel(self.order, self.lookahead)
+        kernel = fused_kernel(self.order, self.lookahead, self.hard_mode == HARD_FROM_MASK, self.tanh)
         k = kernel(cps, bounds, np.ascontiguousarray(final, dtype=np.bool_), id_table, unk, self._table, self.vocab,
-                   self.buckets, bool(self.tanh), int(self.hard_mode), f32(self.theta), f32(self.u_th),
-                   f32(self.u_reset), f32(self.gamma), f32(self.delta), ids.slots, ids.char_ids, ids.unk, state.ints,
-                   state.floats, state.hash, state.token, out_ids, out_ends, counts,
+                   self.buckets, int(self.hard_mode), f32(self.theta), f32(self.u_th),
+                   f32(self.u_reset), f32(self.gamma), f32(self.delta), *ids.arrays, state.ints, state.floats,
+                   state.hash, state.token, out_ids, out_starts, out_ends, counts,
                    spikes if spikes is not None else np.zeros(0, dtype=np.bool_))
-        return out_ids[:k], out_ends[:k], counts
+        return out_ids[:k], out_starts[:k], out_ends[:k], counts
 
     def spikes(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
         """Spikes (bool [N]) for a flat id stream; `starts` (bool [N]) marks where a new text begins (default: 0)."""
@@ -394,7 +412,7 @@ class NGramLookupTables:
     def token_ends(self, cps: np.ndarray, bounds: np.ndarray, id_table: np.ndarray,
                    unk: int) -> tuple[np.ndarray, np.ndarray]:
         """(token end offsets within each text, tokens per text): the fused scan without token ids."""
-        _, ends, counts = self.scan(cps, bounds, np.ones(len(bounds) - 1, dtype=bool), id_table, unk)
+        _, _, ends, counts = self.scan(cps, bounds, np.ones(len(bounds) - 1, dtype=bool), id_table, unk)
         return ends, counts
 
     def params(self) -> dict[str, Any]:

@@ -53,7 +53,9 @@ class SpeakTokenizer(Segmenter):
     # ------------------------------------------------------------------ inference
     def _lookup(self) -> FastSpeakTokenizer | None:
         if self._fast is None and self.config.table_lookup:
-            self._fast = FastSpeakTokenizer(self.vocab, self.net.lookup_tables())
+            self._fast = FastSpeakTokenizer(self.vocab, self.net.lookup_tables(), self.segment_vocab)
+        if self._fast is not None and self._fast.segment_vocab is not self.segment_vocab:
+            self._fast.segment_vocab = self.segment_vocab  # set after the tables were derived
         return self._fast
 
     def refresh(self) -> None:

@@ -29,11 +29,17 @@ from speak.errors import SpeakError
 from speak.text.corpora import split_corpus
 from speak.text.exemplar import Exemplar, load_exemplar
 from speak.text.segment import anchor_boundaries, shortening_factor
+from speak.text.segment_vocab import SegmentVocab
 from speak.text.vocab import PAD_ID, CharVocab
 from speak.tokenizer import SpeakTokenizer, SpeakTokenizerNet, TokenizerConfig
 from speak.lm.boundaries.speak import SpeakOptions
 from speak.lm.boundaries.speak_losses import membrane_loss, reset_loss, reset_targets_from_entropy
+from speak.neuron.modes import ResetMode
 from speak.train.entropy import NGramEntropy
+from speak.train.forced import forced_loss, forced_membrane
+from speak.train.standalone import STANDALONE  # noqa: F401  (re-exported: the fit-tokenizer default)
+
+OBJECTIVES = ("membrane", "forced")
 
 
 @dataclass
@@ -63,18 +69,18 @@ class MimicConfig:
     anchor: str = "start"
     entropy_ratio: float = SpeakOptions.entropy_ratio
     reset_weight: float = 1.0
+    # "membrane": L_mem on the free-running neuron (Eq. 14, the paper's); "forced": the teacher-forced logistic
+    # membrane loss of speak.train.forced (the standalone default)
+    objective: str = "membrane"
+    forced_scale: float = 4.0  # "forced": the logistic loss reads forced_scale (u_t - u_th)
     table_lr_mult: float = 10.0  # char-ngram: the learning rate of its tables, times lr (plain sums learn slowly)
     calibrate: bool | None = None  # shift Linear1's bias to the train lines' operating point (calibrate_bias);
     # None: for char-ngram only
     min_char_count: int = 1
+    token_vocab: int = 8000  # ids of the token vocabulary built from the train lines (specials and bytes included)
     seed: int = 0
 
 
-# The standalone tokenizer (`speak fit-tokenizer`'s default; not the paper's per-character encoder): hashed n-grams
-# of orders 1-3 read up to 2 characters ahead, folded into per-key scalars for inference, no tanh (the compiled
-# scan's costliest step) (docs/decisions.md).
-STANDALONE = {"encoder": "char-ngram", "char_dim": 8, "ngram_order": 3, "ngram_buckets": 16384,
-              "ngram_lookahead": 2, "mem_balanced": True, "tanh": False, "steps": 400}
 
 
 @dataclass
@@ -168,6 +174,8 @@ def fit_tokenizer_lines(train_lines: list[str], valid_lines: list[str], cfg: Mim
     torch.manual_seed(cfg.seed)
     if cfg.anchor not in ("start", "end"):
         raise SpeakError(f"unknown anchor {cfg.anchor!r}; valid: start, end")
+    if cfg.objective not in OBJECTIVES:
+        raise SpeakError(f"unknown objective {cfg.objective!r}; valid: {', '.join(OBJECTIVES)}")
     if len(train_lines) < 2 or not valid_lines:
         raise SpeakError("corpus too small to fit a tokenizer: it needs several lines in its train and valid parts")
     if exemplar is None:
@@ -184,6 +192,9 @@ def fit_tokenizer_lines(train_lines: list[str], valid_lines: list[str], cfg: Mim
                            theta=cfg.theta, reset_mode=cfg.reset_mode, ngram_order=cfg.ngram_order,
                            ngram_buckets=cfg.ngram_buckets, ngram_lookahead=cfg.ngram_lookahead)
     net = SpeakTokenizerNet(tcfg)
+    if cfg.objective == "forced" and (tcfg.gamma != 1.0 or tcfg.delta != 1.0):
+        raise SpeakError("objective 'forced' needs gamma = delta = 1")
+    mode = ResetMode.parse(tcfg.reset_mode)
     tables = [p for n, p in net.named_parameters() if n.startswith("encoder.table")]
     others = [p for n, p in net.named_parameters() if not n.startswith("encoder.table")]
     opt = torch.optim.Adam([{"params": others}, {"params": tables, "lr": cfg.lr * cfg.table_lr_mult}], lr=cfg.lr)
@@ -193,10 +204,19 @@ def fit_tokenizer_lines(train_lines: list[str], valid_lines: list[str], cfg: Mim
     for step in range(cfg.steps):
         ids_b, tgt_b, ent_b, valid_b = next(batches)  # [B, L] each
         out = net(ids_b)
-        l_mem = membrane_loss(out.u, out.current, tgt_b, alpha=cfg.mem_alpha, beta=cfg.mem_beta, u_th=tcfg.u_th,
-                              u_reset=tcfg.u_reset, gamma=tcfg.gamma, delta=tcfg.delta, valid=valid_b,
-                              second_term=cfg.mem_second_term, balanced=cfg.mem_balanced)
-        e_hat = reset_targets_from_entropy(ent_b, out.s, ratio=cfg.entropy_ratio, valid=valid_b)
+        if cfg.objective == "forced":
+            gold_b = tgt_b > 0.5  # [B, L]
+            hard, theta = mode.resolve(out.mask, tcfg.theta, gold_b.shape)
+            hard = hard if hard is not None else torch.zeros_like(gold_b)
+            u = forced_membrane(out.current, gold_b, hard, theta=theta, u_th=tcfg.u_th, u_reset=tcfg.u_reset)
+            l_mem = forced_loss(u, gold_b, valid_b, u_th=tcfg.u_th, scale=cfg.forced_scale)
+            spikes_b = tgt_b  # the contextual boundaries are picked among the exemplar's (forced) boundaries
+        else:
+            l_mem = membrane_loss(out.u, out.current, tgt_b, alpha=cfg.mem_alpha, beta=cfg.mem_beta,
+                                  u_th=tcfg.u_th, u_reset=tcfg.u_reset, gamma=tcfg.gamma, delta=tcfg.delta,
+                                  valid=valid_b, second_term=cfg.mem_second_term, balanced=cfg.mem_balanced)
+            spikes_b = out.s
+        e_hat = reset_targets_from_entropy(ent_b, spikes_b, ratio=cfg.entropy_ratio, valid=valid_b)
         l_reset = reset_loss(out.mask_logits, e_hat, valid=valid_b)
         loss = l_mem + cfg.reset_weight * l_reset
         if not torch.isfinite(loss):
@@ -218,6 +238,7 @@ def fit_tokenizer_lines(train_lines: list[str], valid_lines: list[str], cfg: Mim
         "exemplar": cfg.exemplar, "mimic_config": asdict(cfg), "train_chars": sum(map(len, train_lines)),
         "created": time.strftime("%Y-%m-%d"),
     })
+    tokenizer.segment_vocab = SegmentVocab.build(tokenizer, train_lines, max_size=cfg.token_vocab)
     metrics = evaluate_mimic(tokenizer, exemplar, valid_lines, cfg.anchor)
     tokenizer.meta["valid_metrics"] = asdict(metrics)
     return tokenizer, metrics, exemplar
