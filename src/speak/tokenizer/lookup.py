@@ -139,12 +139,12 @@ TOKEN_BUFFER = 256  # code points of the open token kept at once (a longer token
 
 
 @njit(cache=True, nogil=True)
-def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
+def _close(th, buf, n, overflow, tok_start, entries, piece_off, piece_cps, max_len, byte_base, unk, out_ids,
            out_starts, out_ends, k_out):
     """Emit the ids of the open token (its last ``n`` characters, buffered, start at text offset ``tok_start``):
     its entry, else the vocabulary's fallback (speak.text.token_ids); with no vocabulary, one entry with id -1.
     A call (the end of a text); the scan writes the common case, a token that is an entry, out in its loop."""
-    if slots.shape[0] == 0:
+    if entries.shape[0] == 0:
         out_ids[k_out] = -1
         out_starts[k_out] = tok_start
         out_ends[k_out] = tok_start + n
@@ -156,7 +156,7 @@ def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len
             out_starts[k_out] = tok_start
             out_ends[k_out] = tok_start + n
             return k_out + 1
-    k_out, _ = fallback_ids(buf, 0, n, n, -tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk,
+    k_out, _ = fallback_ids(buf, 0, n, n, -tok_start, entries, piece_off, piece_cps, max_len, byte_base, unk,
                             out_ids, out_starts, out_ends, k_out)
     return k_out
 
@@ -224,7 +224,7 @@ def kernel_source(order: int, lookahead: int, use_mask: bool, use_tanh: bool) ->
 
 _KERNEL_TEMPLATE = '''
 def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, theta, u_th, u_reset, gamma, delta,
-           slots, piece_off, piece_cps, max_len, byte_base, tk_unk, entries, ist, fst, th_state, tok_buf, out_ids,
+           entries, piece_off, piece_cps, max_len, byte_base, tk_unk, ist, fst, th_state, tok_buf, out_ids,
            out_starts, out_ends, counts, spikes):
     """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
 
@@ -238,7 +238,7 @@ def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, 
     zero = np.float32(0.0)
     soft = theta * u_th
     mask = buckets - 1
-    has_vocab = slots.shape[0] > 0
+    has_vocab = entries.shape[0] > 0
     write_spikes = spikes.shape[0] > 0
     cap = tok_buf.shape[0]
     keep = cap - max_len + 1  # a full buffer emits the pieces starting before this (their choice is final)
@@ -271,7 +271,7 @@ def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, 
                     spikes[base + p - {K}] = spiked
                 if has_vocab:
                     if tok_len == cap:  # a token longer than the buffer: emit its settled first pieces
-                        k_out, done = fallback_ids(tok_buf, 0, cap, keep, -tok_start, slots, piece_off, piece_cps,
+                        k_out, done = fallback_ids(tok_buf, 0, cap, keep, -tok_start, entries, piece_off, piece_cps,
                                                    max_len, byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
                         tok_buf[: cap - done] = tok_buf[done:cap].copy()
                         tok_start += done
@@ -290,7 +290,7 @@ def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, 
                         out_ends[k_out] = tok_start + tok_len
                         k_out += 1
                     else:
-                        k_out, _ = fallback_ids(tok_buf, 0, tok_len, tok_len, -tok_start, slots, piece_off, piece_cps,
+                        k_out, _ = fallback_ids(tok_buf, 0, tok_len, tok_len, -tok_start, entries, piece_off, piece_cps,
                                                 max_len, byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
                     tok_start += tok_len
                     tok_len = 0
@@ -299,8 +299,8 @@ def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, 
             p += 1
         if final[i]:
             if tok_len > 0:  # the end of a text closes its token (Eq. 5)
-                k_out = _close(th, tok_buf, tok_len, overflow, tok_start, slots, piece_off, piece_cps, max_len,
-                               byte_base, tk_unk, entries, out_ids, out_starts, out_ends, k_out)
+                k_out = _close(th, tok_buf, tok_len, overflow, tok_start, entries, piece_off, piece_cps, max_len,
+                               byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
             p, tok_start, tok_len, overflow, th, v = 0, 0, 0, 0, FNV_OFFSET, u_reset
 {reset}
         counts[i] = k_out - first
