@@ -14,12 +14,14 @@ import hashlib
 import importlib.util
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
 from speak.atomic import atomic_write_text
+from speak.text import token_ids as token_ids_module
 from speak.text.corpora import cache_root
 from speak.text.token_ids import FNV_OFFSET, IdTable, fallback_ids, lookup_id, token_hash_step
 
@@ -185,7 +187,10 @@ _KERNELS: dict = {}
 
 def _load_kernel(source: str):
     """The ``kernel`` of a generated module: imported from its cached file, else executed in memory."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    # the helpers it calls live in this module and token_ids: their code is part of the key, so that an edit there
+    # never leaves a stale compiled kernel behind (numba's cache only checks the kernel file itself)
+    helpers = (Path(__file__).read_bytes(), Path(token_ids_module.__file__).read_bytes())
+    digest = hashlib.sha256(source.encode() + b"".join(helpers)).hexdigest()[:20]
     path = cache_root() / "kernels" / f"fused_scan_{digest}.py"
     try:
         if not path.is_file():
