@@ -202,3 +202,20 @@ def test_streaming_across_pieces_matches_whole_lines(piece):
     np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), whole.ids)
     np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), whole.ends)
     np.testing.assert_array_equal(np.concatenate([g[2] for g in got]), np.repeat(np.arange(len(lines)), whole.counts))
+
+
+def test_generated_scan_is_written_once_for_numbas_disk_cache_and_compiles_without_a_writable_cache(tmp_path,
+                                                                                                   monkeypatch):
+    from speak.tokenizer.lookup import _load_kernel, kernel_source
+
+    source = kernel_source(2, 1, True, False)
+    monkeypatch.setenv("SPEAK_CACHE", str(tmp_path / "cache"))
+    kernel = _load_kernel(source)
+    files = list((tmp_path / "cache" / "kernels").glob("fused_scan_*.py"))
+    assert len(files) == 1 and "cache=True" in files[0].read_text()
+    assert kernel.py_func.__module__ == f"speak_{files[0].stem}"  # importable by name: numba reloads its cache
+    assert _load_kernel(source).py_func.__module__ == kernel.py_func.__module__  # the same file, not rewritten
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("SPEAK_CACHE", str(blocker))
+    assert _load_kernel(source).py_func.__module__ is None  # compiled in memory, no cache

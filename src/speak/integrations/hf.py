@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from itertools import repeat
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -89,11 +90,12 @@ def _word_of_chars(text: str, word_lengths: Sequence[int] | None) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- compiled assembly
 @njit(cache=True, nogil=True)
-def _assemble(first, kept, pair_first, pair_kept, lengths, prefix, mid, suffix, pad_left, pad_id, out_ids, out_pos,
-              out_seq):
+def _assemble(ids, first, kept, pair_first, pair_kept, lengths, prefix, mid, suffix, pad_left, pad_id, out_ids,
+              out_pos, out_seq):
     """Rows = [pad] prefix A mid B suffix [pad] (B, mid absent where ``pair_first < 0``): ids, the flat piece index
-    of each entry (-1 for specials and padding) and its sequence (0 / 1, -1 special, -2 padding). ``first`` /
-    ``kept``: each sequence's first kept piece and kept count; ``lengths``: each row's length after padding."""
+    of each entry (-1 for specials and padding) and its sequence (0 / 1, -1 special, -2 padding). ``ids``: the
+    flat piece ids; ``first`` / ``kept``: each sequence's first kept piece and kept count; ``lengths``: each row's
+    length after padding (cells beyond it, up to the matrices' width, are written as padding too)."""
     for r in range(first.shape[0]):
         pair = pair_first[r] >= 0
         n = prefix.shape[0] + kept[r] + suffix.shape[0]
@@ -111,22 +113,21 @@ def _assemble(first, kept, pair_first, pair_kept, lengths, prefix, mid, suffix, 
             out_ids[r, k], out_pos[r, k], out_seq[r, k] = prefix[j], -1, -1
             k += 1
         for j in range(kept[r]):
-            out_pos[r, k], out_seq[r, k] = first[r] + j, 0
+            out_ids[r, k], out_pos[r, k], out_seq[r, k] = ids[first[r] + j], first[r] + j, 0
             k += 1
         if pair:
             for j in range(mid.shape[0]):
                 out_ids[r, k], out_pos[r, k], out_seq[r, k] = mid[j], -1, -1
                 k += 1
             for j in range(pair_kept[r]):
-                out_pos[r, k], out_seq[r, k] = pair_first[r] + j, 1
+                out_ids[r, k], out_pos[r, k], out_seq[r, k] = ids[pair_first[r] + j], pair_first[r] + j, 1
                 k += 1
         for j in range(suffix.shape[0]):
             out_ids[r, k], out_pos[r, k], out_seq[r, k] = suffix[j], -1, -1
             k += 1
-        if not pad_left:
-            for _ in range(pad):
-                out_ids[r, k], out_pos[r, k], out_seq[r, k] = pad_id, -1, -2
-                k += 1
+        while k < out_ids.shape[1]:  # right padding, and the unused width of a row
+            out_ids[r, k], out_pos[r, k], out_seq[r, k] = pad_id, -1, -2
+            k += 1
 
 
 def _kept(n1: np.ndarray, n2: np.ndarray | None, num_special: int, strategy: TruncationStrategy,
@@ -420,7 +421,7 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             if is_split:
                 rows = x if batched else [x]
                 return all(isinstance(r, (list, tuple)) and all(isinstance(w, str) for w in r) for r in rows)
-            return all(isinstance(r, str) for r in x) if batched else isinstance(x, str)
+            return all(map(isinstance, x, repeat(str))) if batched else isinstance(x, str)
 
         batched = self._is_batched(text, is_split)
         return ok(text, batched) and ok(text_pair, batched)
@@ -553,14 +554,10 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
             target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
         lengths = np.maximum(raw, target) if padding_strategy != PaddingStrategy.DO_NOT_PAD else raw
         W = int(lengths.max()) if B else 0
-        out_ids = np.full((B, W), int(self.pad_token_id), np.int64)  # beyond a row's length: never read
-        out_pos = np.full((B, W), -1, np.int64)
-        out_seq = np.full((B, W), -2, np.int64)
+        out_ids, out_pos, out_seq = (np.empty((B, W), np.int64) for _ in range(3))
         side = padding_side or self.padding_side
-        _assemble(f1, k1, f2, k2a, lengths, prefix, mid, suffix, side == "left", int(self.pad_token_id), out_ids,
-                  out_pos, out_seq)
-        has = out_pos >= 0
-        out_ids[has] = ids[out_pos[has]]
+        _assemble(ids, f1, k1, f2, k2a, lengths, prefix, mid, suffix, side == "left", int(self.pad_token_id),
+                  out_ids, out_pos, out_seq)
 
         uniform = B > 0 and bool((lengths == W).all())
         if uniform:
@@ -575,6 +572,7 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
         if return_special_tokens_mask:
             data["special_tokens_mask"] = as_rows((out_seq < 0).astype(np.int64))
         if return_offsets_mapping:
+            has = out_pos >= 0
             pos = np.where(has, out_pos, 0)
             s_mat, e_mat = np.where(has, starts[pos], 0), np.where(has, ends[pos], 0)  # [B, W] each
             if uniform and return_tensors:

@@ -138,10 +138,14 @@ def embedded_corpus_path() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- downloads
+def cache_root() -> Path:
+    """``$SPEAK_CACHE`` or ``~/.cache/speak``: downloaded corpora, compiled kernels."""
+    return Path(os.environ.get("SPEAK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "speak"))
+
+
 def default_cache_dir() -> Path:
-    """``$SPEAK_CACHE`` or ``~/.cache/speak``, with corpora under ``corpora/``."""
-    root = os.environ.get("SPEAK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "speak")
-    return Path(root) / "corpora"
+    """Where downloaded corpora go: ``corpora/`` under :func:`cache_root`."""
+    return cache_root() / "corpora"
 
 
 def file_digest(path: Path, algo: str) -> str:

@@ -40,21 +40,17 @@ def span_hash(cps, a, b):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def lookup_id(h, cps, a, b, slots, piece_off, piece_cps):
-    """The id of the entry equal to ``cps[a:b]`` (key ``h``); -2 when it is only a prefix of entries; -1 when
-    neither. Entries are confirmed by comparing code points; prefix marks trust the 64-bit key (a false mark only
-    costs a probe, never a wrong id)."""
-    mask = slots.shape[0] - 1
+def lookup_id(h, cps, a, b, entries, piece_off, piece_cps):
+    """The id of the entry equal to ``cps[a:b]`` (key ``h``), -1 when none: confirmed by comparing code points."""
+    mask = entries.shape[0] - 1
     key = np.int64(h)  # the key's bits, as stored
     s = np.int64(h & np.uint64(mask))
     n = b - a
     while True:
-        pid = slots[s, 1]
+        pid = entries[s, 1]
         if pid == -1:
             return -1
-        if slots[s, 0] == key:
-            if pid == -2:
-                return -2
+        if entries[s, 0] == key:
             if piece_off[pid + 1] - piece_off[pid] == n:
                 o = piece_off[pid]
                 same = True
@@ -91,22 +87,21 @@ def utf8_byte(cp, n, j):
 
 
 @njit(cache=True, nogil=True)
-def fallback_ids(cps, a, b, stop, origin, slots, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
+def fallback_ids(cps, a, b, stop, origin, entries, piece_off, piece_cps, max_len, byte_base, unk, out_ids, out_starts,
                  out_ends, k):
     """The fallback for the span ``cps[a:b]`` that is not an entry: greedy longest-prefix entries, else the UTF-8
-    bytes of a character (``<unk>`` without byte fallback). Emits ids while the next piece starts before ``stop``
-    (``b`` for the whole span; less when the span continues beyond ``b`` and only pieces whose choice cannot depend
-    on what follows may go). Spans are relative to ``origin``. Returns (ids written so far, where it stopped).
+    bytes of a character (``<unk>`` without byte fallback). Every prefix of up to ``max_len`` characters is probed
+    in the small entries table (a table of all prefixes, to stop early, is 8x larger: its probes miss the cache).
+    Emits ids while the next piece starts before ``stop`` (``b`` for the whole span; less when the span continues
+    beyond ``b`` and only pieces whose choice cannot depend on what follows may go). Spans are relative to ``origin``. Returns (ids written so far, where it stopped).
     Not inlined: callers reach it for the few tokens that are not entries, and their hot loops stay small."""
     i = a
     while i < stop:
         h = FNV_OFFSET
         found, n = -1, 1
-        for j in range(min(max_len, b - i)):  # extend while the span is an entry or a prefix of one
+        for j in range(min(max_len, b - i)):
             h = token_hash_step(h, cps[i + j])
-            r = lookup_id(h, cps, i, i + j + 1, slots, piece_off, piece_cps)
-            if r == -1:
-                break
+            r = lookup_id(h, cps, i, i + j + 1, entries, piece_off, piece_cps)
             if r >= 0:
                 found, n = r, j + 1
         if found < 0 and byte_base >= 0:  # the UTF-8 bytes of the character, each spanning it
@@ -127,7 +122,7 @@ def fallback_ids(cps, a, b, stop, origin, slots, piece_off, piece_cps, max_len, 
 
 
 @njit(cache=True, nogil=True)
-def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
+def _ids_kernel(cps, bounds, ends, counts, entries, piece_off, piece_cps, max_len, byte_base, unk, out_ids,
                 out_starts, out_ends, out_counts):
     """Every token of every text: text ``i`` is ``cps[bounds[i]:bounds[i + 1]]``, its tokens end at the next
     ``counts[i]`` entries of ``ends`` (relative to the text). The outputs hold at least as many entries as the
@@ -150,7 +145,7 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len,
                 out_ends[k] = b - origin
                 k += 1
             else:
-                k, _ = fallback_ids(cps, a, b, b, origin, slots, piece_off, piece_cps, max_len, byte_base, unk,
+                k, _ = fallback_ids(cps, a, b, b, origin, entries, piece_off, piece_cps, max_len, byte_base, unk,
                                     out_ids, out_starts, out_ends, k)
             a = b
         out_counts[t] = k - first
@@ -158,23 +153,23 @@ def _ids_kernel(cps, bounds, ends, counts, slots, piece_off, piece_cps, max_len,
 
 
 @njit(cache=True)
-def _fill_slots(piece_off, piece_cps, first, last, slots, prefixes):
-    """Insert every entry (its id) and, with ``prefixes``, every proper prefix of one (-2 marks)."""
+def _fill_slots(piece_off, piece_cps, first, last, slots):
+    """Insert every entry (its id)."""
     mask = slots.shape[0] - 1
     for pid in range(first, last):
         a, b = piece_off[pid], piece_off[pid + 1]
         h = FNV_OFFSET
         for t in range(a, b):
             h = token_hash_step(h, piece_cps[t])
-            if t + 1 < b and not prefixes:
+            if t + 1 < b:
                 continue
             key = np.int64(h)
             s = np.int64(h & np.uint64(mask))
             while slots[s, 1] != -1 and slots[s, 0] != key:
                 s = (s + 1) & mask
-            if slots[s, 1] == -1 or (t + 1 == b and slots[s, 1] == -2):
+            if slots[s, 1] == -1:
                 slots[s, 0] = key
-                slots[s, 1] = pid if t + 1 == b else -2
+                slots[s, 1] = pid
 
 
 @dataclass
@@ -182,9 +177,9 @@ class IdTable:
     """The compiled form of a :class:`SegmentVocab` (build with :meth:`from_vocab`)."""
 
     vocab: SegmentVocab | None
-    # (slots int64 [S, 2]: the key's bits and the id (-1 empty, -2 a prefix of entries), piece_off int64 [V + 1]
-    # and piece_cps int64 [P]: each id's code points, max_len, byte_base (-1: no byte fallback), unk_id,
-    # entries int64 [E, 2]: the entries alone (a smaller table for the common whole-token lookup))
+    # (entries int64 [S, 2]: open addressing, each slot the key's bits and the id (-1 empty), load <= 1/2;
+    # piece_off int64 [V + 1] and piece_cps int64 [P]: each id's code points; max_len; byte_base (-1: no byte
+    # fallback); unk_id)
     arrays: tuple
 
     @classmethod
@@ -194,16 +189,11 @@ class IdTable:
         lengths[lo:hi] = [len(p) for p in vocab.pieces]
         piece_off = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         piece_cps = code_points("".join(vocab.pieces)).astype(np.int64)
-        keys = int(lengths.sum()) + 1  # entries + prefix marks, at most
-        size = 1 << max(4, int(2 * keys - 1).bit_length())  # load factor <= 1/2
-        slots = np.zeros((size, 2), dtype=np.int64)
-        slots[:, 1] = -1
-        _fill_slots(piece_off, piece_cps, lo, hi, slots, True)
         entries = np.zeros((1 << max(4, int(2 * (hi - lo) + 1).bit_length()), 2), dtype=np.int64)
         entries[:, 1] = -1
-        _fill_slots(piece_off, piece_cps, lo, hi, entries, False)
-        arrays = (slots, piece_off, piece_cps, np.int64(vocab.max_len),
-                  np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id), entries)
+        _fill_slots(piece_off, piece_cps, lo, hi, entries)
+        arrays = (entries, piece_off, piece_cps, np.int64(vocab.max_len),
+                  np.int64(vocab.byte_base if vocab.byte_fallback else -1), np.int64(vocab.unk_id))
         return cls(vocab, arrays)
 
     @property
@@ -215,7 +205,7 @@ class IdTable:
         """No vocabulary: compiled scans report one entry (id -1) per token instead of ids."""
         slots = np.zeros((0, 2), dtype=np.int64)
         none = np.zeros(1, dtype=np.int64)
-        return cls(None, (slots, none, none, np.int64(1), np.int64(-1), np.int64(-1), slots))
+        return cls(None, (slots, none, none, np.int64(1), np.int64(-1), np.int64(-1)))
 
 
 @dataclass

@@ -156,7 +156,7 @@ class FastSpeakTokenizer(Segmenter):
 
     def spikes_many(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Hard boundaries (bool arrays) for several texts, each scanned from rest, in one compiled pass."""
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         bounds = np.concatenate(([0], np.cumsum(lengths)))
         if isinstance(self.tables, NGramLookupTables):  # fused: code points in, spikes out
             flat = np.zeros(int(bounds[-1]), dtype=bool)
@@ -176,7 +176,7 @@ class FastSpeakTokenizer(Segmenter):
         if not isinstance(self.tables, NGramLookupTables):
             raise SpeakError("encode_ids needs n-gram lookup tables (encoder char-ngram)")
         ids = self.id_table if ids is None else ids
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         bounds = np.concatenate(([0], np.cumsum(lengths)))
         return TokenIds(*self.tables.scan(code_points("".join(texts)), bounds, np.ones(len(texts), dtype=bool),
                                           self.vocab.code_point_table(), UNK_ID, ids))

@@ -10,12 +10,19 @@ and saved next to its weights; the network's own forward is the slow twin that p
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
+from speak.atomic import atomic_write_text
+from speak.text import token_ids as token_ids_module
+from speak.text.corpora import cache_root
 from speak.text.token_ids import FNV_OFFSET, IdTable, fallback_ids, lookup_id, token_hash_step
 
 
@@ -132,19 +139,20 @@ NGRAM_MASK = 2**31 - 1
 HARD_FROM_MASK, HARD_ALWAYS, HARD_NEVER = 0, 1, 2
 # Integer scan state (ScanState.ints): characters consumed in the open text, where the open token's buffered
 # characters start, how many are buffered, whether the token outgrew the buffer (its first pieces already emitted),
-# then the last N character ids (newest first) and the last k + 1 code points.
-# Float state (ScanState.floats): the k + 1 pending current sums, the k + 1 pending mask-logit sums, the membrane.
+# then the last N character ids (newest first) and the code points of positions p, p - 1, ..., p - k.
+# Float state (ScanState.floats): the pending current sums of positions p, ..., p - k, the same for the mask
+# logit, the membrane.
 _HIST = 4
 TOKEN_BUFFER = 256  # code points of the open token kept at once (a longer token is emitted piece by piece)
 
 
 @njit(cache=True, nogil=True)
-def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk, entries, out_ids,
+def _close(th, buf, n, overflow, tok_start, entries, piece_off, piece_cps, max_len, byte_base, unk, out_ids,
            out_starts, out_ends, k_out):
     """Emit the ids of the open token (its last ``n`` characters, buffered, start at text offset ``tok_start``):
     its entry, else the vocabulary's fallback (speak.text.token_ids); with no vocabulary, one entry with id -1.
     A call (the end of a text); the scan writes the common case, a token that is an entry, out in its loop."""
-    if slots.shape[0] == 0:
+    if entries.shape[0] == 0:
         out_ids[k_out] = -1
         out_starts[k_out] = tok_start
         out_ends[k_out] = tok_start + n
@@ -156,156 +164,187 @@ def _close(th, buf, n, overflow, tok_start, slots, piece_off, piece_cps, max_len
             out_starts[k_out] = tok_start
             out_ends[k_out] = tok_start + n
             return k_out + 1
-    k_out, _ = fallback_ids(buf, 0, n, n, -tok_start, slots, piece_off, piece_cps, max_len, byte_base, unk,
+    k_out, _ = fallback_ids(buf, 0, n, n, -tok_start, entries, piece_off, piece_cps, max_len, byte_base, unk,
                             out_ids, out_starts, out_ends, k_out)
     return k_out
 
 
 def fused_kernel(order: int, lookahead: int, use_mask: bool = True, use_tanh: bool = False):
-    """The fused scan compiled for one (N, k, whether the mask logit decides the reset, tanh): with these constant,
-    the compiler unrolls the per-character loops (about 1.4x faster than reading them at run time) and drops the
-    mask sums when the reset mode does not read them. Compiled once per process and key."""
+    """The fused scan compiled for one (N, k, whether the mask logit decides the reset, tanh). Its source is
+    written for these constants (:func:`kernel_source`): the last N character ids, the k + 1 pending sums and the
+    last k + 1 code points are named scalars that the compiler keeps in registers (small arrays indexed modulo
+    k + 1 live in memory), and the mask sums are left out when the reset mode does not read them. The source goes
+    to a file named by its hash under ``$SPEAK_CACHE/kernels`` so that numba caches the compiled code on disk like
+    the other kernels (compiling takes seconds); where that cannot be written it is compiled in memory."""
     key = (int(order), int(lookahead), bool(use_mask), bool(use_tanh))
     if key not in _KERNELS:
-        _KERNELS[key] = _make_kernel(*key)
+        _KERNELS[key] = _load_kernel(kernel_source(*key))
     return _KERNELS[key]
 
 
 _KERNELS: dict = {}
 
 
-def _make_kernel(order: int, lookahead: int, use_mask: bool, use_tanh: bool):
-    K1 = lookahead + 1
+def _load_kernel(source: str):
+    """The ``kernel`` of a generated module: imported from its cached file, else executed in memory."""
+    # the helpers it calls live in this module and token_ids: their code is part of the key, so that an edit there
+    # never leaves a stale compiled kernel behind (numba's cache only checks the kernel file itself)
+    helpers = (Path(__file__).read_bytes(), Path(token_ids_module.__file__).read_bytes())
+    digest = hashlib.sha256(source.encode() + b"".join(helpers)).hexdigest()[:20]
+    path = cache_root() / "kernels" / f"fused_scan_{digest}.py"
+    try:
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, source.replace("CACHE", "True"))
+        name = f"speak_fused_scan_{digest}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # numba's disk cache finds the kernel's globals by module name
+        spec.loader.exec_module(module)
+        return module.kernel
+    except OSError:
+        scope: dict = {}
+        exec(compile(source.replace("CACHE", "False"), f"<fused scan {digest}>", "exec"), scope)
+        return scope["kernel"]
 
-    @njit(cache=True, nogil=True)
-    def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, theta, u_th, u_reset,
-               gamma, delta, slots, piece_off, piece_cps, max_len, byte_base, tk_unk, entries, ist, fst, th_state, tok_buf,
-               out_ids, out_starts, out_ends, counts, spikes):
-        """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
 
-        Segment i is cps[bounds[i]:bounds[i + 1]]: the next characters of the open text, which ends after the segment
-        when final[i] (its last k positions are then completed with <pad>, its open token closes, the state resets).
-        A lookahead of k characters is a k-character delay: position t is scanned once character t + k is in.
-        Writes (id, start, end offset within its text) triples to out_*, their number per segment to counts, and
-        returns their total; writes spikes[global position] when spikes is not empty. Token ids follow the
-        vocabulary's arrays (speak.text.token_ids.IdTable; empty slots: one id -1 per token). The state arrays carry
-        an open text from one call to the next."""
-        soft = theta * u_th
-        mask = buckets - 1
-        has_vocab = slots.shape[0] > 0
-        write_spikes = spikes.shape[0] > 0
-        cap = tok_buf.shape[0]
-        keep = cap - max_len + 1  # a full buffer emits the pieces starting before this (their choice is final)
-        hist = ist[_HIST : _HIST + order].copy()  # the last N character ids, newest first
-        ring = ist[_HIST + order : _HIST + order + K1].copy()  # code point of position t at t % K1
-        acc_c = fst[:K1].copy()  # pending sums of position t at t % K1
-        acc_m = fst[K1 : 2 * K1].copy()
-        v = fst[2 * K1]
-        p, tok_start, tok_len, overflow = ist[0], ist[1], ist[2], ist[3]
-        th = th_state[0]
-        rows = np.empty(order, dtype=np.int64)
-        slot_p = p % K1  # p % K1, kept incrementally (an integer division per character costs more than the rest)
-        k_out = 0
-        for i in range(bounds.shape[0] - 1):
-            a, b = bounds[i], bounds[i + 1]
-            first = k_out
-            base = a - p  # where the open text starts in cps (spikes only)
-            n_text = p + (b - a) if final[i] else np.int64(2**62)
-            stop = b + lookahead if final[i] else b
-            for q in range(a, stop):
-                x = 0  # <pad> past the end
-                if q < b:
-                    cp = cps[q]
-                    x = id_table[cp] if cp < id_table.shape[0] else unk
-                    ring[slot_p] = cp
-                for j in range(order - 1, 0, -1):
-                    hist[j] = hist[j - 1]
-                hist[0] = x
-                rows[0] = x
-                h = np.int64(NGRAM_SEED)
-                for j in range(order):  # newest first: the hash of order j + 1 continues the one of order j
-                    h = (h * NGRAM_PRIME + hist[j] + 1) & NGRAM_MASK
-                    if j >= 1:
-                        rows[j] = vocab + (j - 1) * buckets + ((h ^ (h >> 15)) & mask)
-                for r in range(K1):  # this character's terms for positions p - r: columns 2r, 2r + 1 (r) of its rows
-                    t = p - r
-                    if t < 0:
-                        break
-                    if t < n_text:
-                        slot = slot_p - r
-                        if slot < 0:
-                            slot += K1
-                        c = np.float32(0.0)
-                        for j in range(order):
-                            c += table[rows[j], 2 * r if use_mask else r]
-                        acc_c[slot] += c
-                        if use_mask:
-                            m = np.float32(0.0)
-                            for j in range(order):
-                                m += table[rows[j], 2 * r + 1]
-                            acc_m[slot] += m
-                if p >= lookahead:  # position t is complete: Eq. 1 + 10, then the token
-                    t = p - lookahead
-                    slot = slot_p + 1 if slot_p + 1 < K1 else 0  # (p - k) % K1
-                    pre = acc_c[slot]
-                    e = acc_m[slot]
-                    acc_c[slot] = 0.0
-                    acc_m[slot] = 0.0
-                    i_t = np.tanh(pre) if use_tanh else pre
-                    hard = hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0)
-                    spiked, v = _lif_step(v, i_t, hard, soft, u_th, u_reset, gamma, delta)
-                    if write_spikes:
-                        spikes[base + t] = spiked
-                    if has_vocab:
-                        if tok_len == cap:  # a token longer than the buffer: emit its settled first pieces
-                            k_out, done = fallback_ids(tok_buf, 0, cap, keep, -tok_start, slots, piece_off,
-                                                       piece_cps, max_len, byte_base, tk_unk, out_ids, out_starts,
-                                                       out_ends, k_out)
-                            tok_buf[: cap - done] = tok_buf[done:cap].copy()
-                            tok_start += done
-                            tok_len = cap - done
-                            overflow = 1
-                        tok_buf[tok_len] = ring[slot]
-                        th = token_hash_step(th, ring[slot])
-                    tok_len += 1
-                    if spiked:  # close the token (an entry written out here: a call per token costs as much as the scan)
-                        pid = -1
-                        if has_vocab and not overflow and tok_len <= max_len:
-                            pid = lookup_id(th, tok_buf, 0, tok_len, entries, piece_off, piece_cps)
-                        if pid >= 0 or not has_vocab:
-                            out_ids[k_out] = pid
-                            out_starts[k_out] = tok_start
-                            out_ends[k_out] = tok_start + tok_len
-                            k_out += 1
-                        else:
-                            k_out, _ = fallback_ids(tok_buf, 0, tok_len, tok_len, -tok_start, slots, piece_off,
-                                                    piece_cps, max_len, byte_base, tk_unk, out_ids, out_starts,
-                                                    out_ends, k_out)
-                        tok_start += tok_len
-                        tok_len = 0
-                        overflow = 0
-                        th = FNV_OFFSET
-                p += 1
-                slot_p = slot_p + 1 if slot_p + 1 < K1 else 0
-            if final[i]:
-                if tok_len > 0:  # the end of a text closes its token (Eq. 5)
-                    k_out = _close(th, tok_buf, tok_len, overflow, tok_start, slots, piece_off, piece_cps, max_len,
-                                   byte_base, tk_unk, entries, out_ids, out_starts, out_ends, k_out)
-                p, slot_p, tok_start, tok_len, overflow, th, v = 0, 0, 0, 0, 0, FNV_OFFSET, u_reset
-                hist[:] = 0
-                acc_c[:] = 0.0
-                acc_m[:] = 0.0
-            counts[i] = k_out - first
-        ist[0], ist[1], ist[2], ist[3] = p, tok_start, tok_len, overflow
-        ist[_HIST : _HIST + order] = hist
-        ist[_HIST + order : _HIST + order + K1] = ring
-        fst[:K1] = acc_c
-        fst[K1 : 2 * K1] = acc_m
-        fst[2 * K1] = v
-        th_state[0] = th
-        return k_out
+def kernel_source(order: int, lookahead: int, use_mask: bool, use_tanh: bool) -> str:
+    """Python source of the fused scan for one (N, k, mask, tanh) (the template's docstring says what it does).
+    Position t's sums add, in this order, the terms of characters t, t + 1, ..., t + k, each the sum over its N
+    keys: the float32 arithmetic of the network's forward, so the spikes are the same (parity tests)."""
+    n, k = order, lookahead
+    hist = [f"h{j}" for j in range(n)]  # the last N character ids, newest first
+    ring = [f"r{r}" for r in range(k + 1)]  # code point of position p - r
+    acc_c = [f"c{r}" for r in range(k + 1)]  # pending current sum of position p - r
+    acc_m = [f"m{r}" for r in range(k + 1)]  # pending mask-logit sum of position p - r
+    rows = [f"w{j}" for j in range(n)]  # this character's table rows: its id, then one hashed key per order 2..N
+    col_c = (lambda r: 2 * r) if use_mask else (lambda r: r)
 
-    return kernel
+    keys = ["w0 = h0", "g = (np.int64(NGRAM_SEED) * NGRAM_PRIME + h0 + 1) & NGRAM_MASK"]
+    for j in range(1, n):
+        keys += [f"g = (g * NGRAM_PRIME + {hist[j]} + 1) & NGRAM_MASK",
+                 f"w{j} = vocab + {j - 1} * buckets + ((g ^ (g >> 15)) & mask)"]
+    sums = []  # oldest position first, so each reads the pending sum before this character's update
+    for r in range(k, -1, -1):
+        sums.append(f"{acc_c[r]} = {acc_c[r - 1] if r else 'zero'} + (zero + "
+                    + " + ".join(f"table[{w}, {col_c(r)}]" for w in rows) + ")")
+        if use_mask:
+            sums.append(f"{acc_m[r]} = {acc_m[r - 1] if r else 'zero'} + (zero + "
+                        + " + ".join(f"table[{w}, {2 * r + 1}]" for w in rows) + ")")
+    shift = ([f"{hist[j]} = {hist[j - 1]}" for j in range(n - 1, 0, -1)] + ["h0 = x"]
+             + [f"{ring[r]} = {ring[r - 1]}" for r in range(k, 0, -1)] + ["r0 = cp"])
+    reset = [f"{v} = 0" for v in hist + ring] + [f"{v} = zero" for v in acc_c + acc_m]
+    lo_h, lo_r, k1 = _HIST, _HIST + n, k + 1
+    load = [f"{hist[j]} = ist[{lo_h + j}]" for j in range(n)] + [f"{ring[r]} = ist[{lo_r + r}]" for r in range(k1)]
+    load += [f"{acc_c[r]} = fst[{r}]" for r in range(k1)] + [f"{acc_m[r]} = fst[{k1 + r}]" for r in range(k1)]
+    save = [f"ist[{lo_h + j}] = {hist[j]}" for j in range(n)] + [f"ist[{lo_r + r}] = {ring[r]}" for r in range(k1)]
+    save += [f"fst[{r}] = {acc_c[r]}" for r in range(k1)] + [f"fst[{k1 + r}] = {acc_m[r]}" for r in range(k1)]
+
+    def block(lines, depth):
+        return "\n".join(" " * (4 * depth) + line for line in lines)
+
+    return _KERNEL_TEMPLATE.format(
+        key=(n, k, use_mask, use_tanh), K=k, load=block(load, 1), shift=block(shift, 3), keys=block(keys, 3), sums=block(sums, 3),
+        last_c=acc_c[k], last_m=acc_m[k] if use_mask else "zero", last_r=ring[k],
+        tanh="np.tanh(pre)" if use_tanh else "pre", reset=block(reset, 3), save=block(save, 1))
+
+
+_KERNEL_TEMPLATE = '''# Generated by speak.tokenizer.lookup.kernel_source for (N, k, mask, tanh) = {key}.
+import numpy as np
+from numba import njit
+
+from speak.text.token_ids import FNV_OFFSET, fallback_ids, lookup_id, token_hash_step
+from speak.tokenizer.lookup import HARD_ALWAYS, HARD_FROM_MASK, NGRAM_MASK, NGRAM_PRIME, NGRAM_SEED, _close, _lif_step
+
+
+@njit(cache=CACHE, nogil=True)
+def kernel(cps, bounds, final, id_table, unk, table, vocab, buckets, hard_mode, theta, u_th, u_reset, gamma, delta,
+           entries, piece_off, piece_cps, max_len, byte_base, tk_unk, ist, fst, th_state, tok_buf, out_ids,
+           out_starts, out_ends, counts, spikes):
+    """Code points -> character ids -> n-gram keys -> summed table terms -> Eq. 1 + 10 -> token ids, in one pass.
+
+    Segment i is cps[bounds[i]:bounds[i + 1]]: the next characters of the open text, which ends after the segment
+    when final[i] (its last k positions are then completed with <pad>, its open token closes, the state resets).
+    A lookahead of k characters is a k-character delay: position t is scanned once character t + k is in.
+    Writes (id, start, end offset within its text) triples to out_*, their number per segment to counts, and
+    returns their total; writes spikes[global position] when spikes is not empty. Token ids follow the
+    vocabulary's arrays (speak.text.token_ids.IdTable; empty slots: one id -1 per token). The state arrays carry
+    an open text from one call to the next."""
+    zero = np.float32(0.0)
+    soft = theta * u_th
+    mask = buckets - 1
+    has_vocab = entries.shape[0] > 0
+    write_spikes = spikes.shape[0] > 0
+    cap = tok_buf.shape[0]
+    keep = cap - max_len + 1  # a full buffer emits the pieces starting before this (their choice is final)
+{load}
+    v = fst[fst.shape[0] - 1]
+    p, tok_start, tok_len, overflow = ist[0], ist[1], ist[2], ist[3]
+    th = th_state[0]
+    k_out = 0
+    for i in range(bounds.shape[0] - 1):
+        a, b = bounds[i], bounds[i + 1]
+        first = k_out
+        base = a - p  # where the open text starts in cps (spikes only)
+        stop = b + {K} if final[i] else b
+        for q in range(a, stop):
+            x = 0  # <pad> past the end
+            cp = 0
+            if q < b:
+                cp = cps[q]
+                x = id_table[cp] if cp < id_table.shape[0] else unk
+{shift}
+{keys}
+{sums}
+            if p >= {K}:  # position p - k is complete: Eq. 1 + 10, then the token
+                pre = {last_c}
+                e = {last_m}
+                i_t = {tanh}
+                hard = hard_mode == HARD_ALWAYS or (hard_mode == HARD_FROM_MASK and e > 0)
+                spiked, v = _lif_step(v, i_t, hard, soft, u_th, u_reset, gamma, delta)
+                if write_spikes:
+                    spikes[base + p - {K}] = spiked
+                if has_vocab:
+                    if tok_len == cap:  # a token longer than the buffer: emit its settled first pieces
+                        k_out, done = fallback_ids(tok_buf, 0, cap, keep, -tok_start, entries, piece_off, piece_cps,
+                                                   max_len, byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
+                        tok_buf[: cap - done] = tok_buf[done:cap].copy()
+                        tok_start += done
+                        tok_len = cap - done
+                        overflow = 1
+                    tok_buf[tok_len] = {last_r}
+                    th = token_hash_step(th, {last_r})
+                tok_len += 1
+                if spiked:  # close the token (an entry written out here: a call per token costs as much as the scan)
+                    pid = -1
+                    if has_vocab and not overflow and tok_len <= max_len:
+                        pid = lookup_id(th, tok_buf, 0, tok_len, entries, piece_off, piece_cps)
+                    if pid >= 0 or not has_vocab:
+                        out_ids[k_out] = pid
+                        out_starts[k_out] = tok_start
+                        out_ends[k_out] = tok_start + tok_len
+                        k_out += 1
+                    else:
+                        k_out, _ = fallback_ids(tok_buf, 0, tok_len, tok_len, -tok_start, entries, piece_off, piece_cps,
+                                                max_len, byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
+                    tok_start += tok_len
+                    tok_len = 0
+                    overflow = 0
+                    th = FNV_OFFSET
+            p += 1
+        if final[i]:
+            if tok_len > 0:  # the end of a text closes its token (Eq. 5)
+                k_out = _close(th, tok_buf, tok_len, overflow, tok_start, entries, piece_off, piece_cps, max_len,
+                               byte_base, tk_unk, out_ids, out_starts, out_ends, k_out)
+            p, tok_start, tok_len, overflow, th, v = 0, 0, 0, 0, FNV_OFFSET, u_reset
+{reset}
+        counts[i] = k_out - first
+    ist[0], ist[1], ist[2], ist[3] = p, tok_start, tok_len, overflow
+{save}
+    fst[fst.shape[0] - 1] = v
+    th_state[0] = th
+    return k_out
+'''
 
 
 class ScanState:
