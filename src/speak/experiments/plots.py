@@ -111,6 +111,15 @@ def plot_segmentation(
     return _save(plt, fig, path, dpi)
 
 
+def _panels(plt, panels: Mapping[str, Mapping[str, Any]], *, width: float, height: float, max_width: float):
+    """(figure, one axis per panel in a row, a colour per series label shared by every panel)."""
+    k = max(1, len(panels))
+    fig, axes = plt.subplots(1, k, figsize=(min(width * k, max_width), height), squeeze=False)
+    labels = sorted({lab for series in panels.values() for lab in series})
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return fig, axes[0], {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
 def _save(plt, fig, path: str | Path, dpi: int) -> Path:
     """Lay out, write the PNG atomically (creating its folder) and free the figure."""
     from speak.atomic import atomic_write
@@ -142,12 +151,8 @@ def plot_lines(
     """
     plt = _pyplot()
     groups = dict(panels) if panels else {title: series}
-    k = max(1, len(groups))
-    fig, axes = plt.subplots(1, k, figsize=(min(6.0 * k, 24.0), 3.8), squeeze=False)
-    labels = sorted({lab for g in groups.values() for lab in g})
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colors = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
-    for ax, (ptitle, ser) in zip(axes[0], groups.items()):
+    fig, axes, colors = _panels(plt, groups, width=6.0, height=3.8, max_width=24.0)
+    for ax, (ptitle, ser) in zip(axes, groups.items()):
         for lab in sorted(ser):
             for j, (xs, ys) in enumerate(ser[lab]):
                 xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
@@ -179,12 +184,8 @@ def plot_frontier(
     (means over seeds, one per knob value); a method's points are joined in SF order and labelled with their knob
     value. ``matched[corpus]``: SFs drawn as dotted vertical lines (where the methods were compared)."""
     plt = _pyplot()
-    k = max(1, len(panels))
-    fig, axes = plt.subplots(1, k, figsize=(min(5.5 * k, 27.5), 4.2), squeeze=False)
-    labels = sorted({m for ser in panels.values() for m in ser})
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colors = {m: cmap(i % cmap.N) for i, m in enumerate(labels)}
-    for ax, (corpus, ser) in zip(axes[0], panels.items()):
+    fig, axes, colors = _panels(plt, panels, width=5.5, height=4.2, max_width=27.5)
+    for ax, (corpus, ser) in zip(axes, panels.items()):
         for m in sorted(ser):
             pts = sorted(ser[m], key=lambda p: p[1])
             xs = np.array([p[1] for p in pts])
