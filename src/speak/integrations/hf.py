@@ -34,7 +34,7 @@ from transformers.tokenization_utils_base import AddedToken, BatchEncoding, Padd
 
 from speak.atomic import ensure_dir
 from speak.errors import SpeakError
-from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK, VOCAB_FILE, SegmentVocab, utf8_text
+from speak.text.segment_vocab import BOS, EOS, MASK, PAD, UNK, VOCAB_FILE, SegmentVocab, join_pieces
 from speak.text.token_ids import IdTable, ends_from_spikes, ids_from_offsets
 from speak.text.vocab import code_points
 from speak.tokenizer.lookup import NGramLookupTables
@@ -379,21 +379,13 @@ class SpeakHFTokenizer(PreTrainedTokenizer):
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Pieces as themselves; runs of byte-fallback tokens (``<0xC3>``) as the UTF-8 text they spell."""
-        out: list[str] = []
-        buf = bytearray()
         index, byte_of = self.segment_vocab.index, self.segment_vocab.byte_of
-        for t in tokens:
-            b = byte_of(index[t]) if t in index else None
-            if b is not None:
-                buf.append(b)
-                continue
-            if buf:
-                out.append(utf8_text(buf))
-                buf = bytearray()
-            out.append(t)
-        if buf:
-            out.append(utf8_text(buf))
-        return "".join(out)
+
+        def part(token: str) -> str | int:
+            b = byte_of(index[token]) if token in index else None
+            return token if b is None else b
+
+        return join_pieces(map(part, tokens))
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         """The reference path: SPEAK spans (Python) -> :meth:`SegmentVocab.pieces_of` -> token strings."""

@@ -24,7 +24,7 @@ a character that is not an entry becomes its UTF-8 bytes (one id per byte) with 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,24 +150,15 @@ class SegmentVocab:
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """Text of ``ids``: entries as themselves, runs of byte ids as their UTF-8 text (lossless), specials
         dropped (``skip_special_tokens``) or written as their names."""
-        out: list[str] = []
-        buf = bytearray()
-        for i in ids:
-            i = int(i)
-            b = self.byte_of(i)
-            if b is not None:
-                buf.append(b)
-                continue
-            if buf:
-                out.append(utf8_text(buf))
-                buf = bytearray()
-            if self.is_piece_id(i):
-                out.append(self.tokens[i])
-            elif not skip_special_tokens and 0 <= i < len(self.tokens):
-                out.append(self.tokens[i])
-        if buf:
-            out.append(utf8_text(buf))
-        return "".join(out)
+        def parts() -> Iterator[str | int]:
+            for i in map(int, ids):
+                b = self.byte_of(i)
+                if b is not None:
+                    yield b
+                elif self.is_piece_id(i) or (not skip_special_tokens and 0 <= i < len(self.tokens)):
+                    yield self.tokens[i]
+
+        return join_pieces(parts())
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -256,6 +247,23 @@ class SegmentVocab:
     @classmethod
     def load(cls, path: str | Path) -> "SegmentVocab":
         return cls.from_dict(read_json(path, missing=f"{path}: no segment vocabulary file", what="segment vocabulary"))
+
+
+def join_pieces(parts: Iterable[str | int]) -> str:
+    """Text of pieces (str) and byte-fallback bytes (int): each run of bytes as the UTF-8 text it spells."""
+    out: list[str] = []
+    buf = bytearray()
+    for part in parts:
+        if isinstance(part, int):
+            buf.append(part)
+            continue
+        if buf:
+            out.append(utf8_text(buf))
+            buf = bytearray()
+        out.append(part)
+    if buf:
+        out.append(utf8_text(buf))
+    return "".join(out)
 
 
 def utf8_text(buf: bytes | bytearray) -> str:
