@@ -1,6 +1,6 @@
-"""The Gumbel sources at evaluation: test BPC and SF of finished magnet / dtp-gumbel runs with ``eval_sampling`` =
-mode and = dither, against the SF their priors ask for (MAGNET: the per-byte priors converted per character over the
-test text; DTP-Gumbel: 1 / prior).
+"""The Gumbel sources at evaluation: validation BPC and SF of finished magnet / dtp-gumbel runs with
+``eval_sampling`` = mode and = dither, against the SF their priors ask for (MAGNET: the per-byte priors converted per
+character over the validation text; DTP-Gumbel: 1 / prior). Validation, because it chooses the default mode.
 
     python benchmarks/magnet_eval_mode.py RUN_DIR [RUN_DIR ...]
 
@@ -16,7 +16,7 @@ import torch
 
 
 def target_sf(source, ids) -> float:
-    """1 / the mean per-character prior over the test text (each position's script prior, converted per character)."""
+    """1 / the mean per-character prior over the text (each position's script prior, converted per character)."""
     from speak.lm.scripts import char_priors, sequence_scripts
 
     if not hasattr(source, "script_of_id"):  # dtp-gumbel: one prior
@@ -31,18 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
     args = ap.parse_args(argv)
-    from speak.eval.metrics import final_metrics
+    from speak.eval.metrics import evaluate_bpc
     from speak.train.runs import load_run_model, prepare_data
 
     print(f"{'run':<40} {'target SF':>9} {'mode BPC':>9} {'mode SF':>9} {'dither BPC':>10} {'dither SF':>9}")
     for run in args.runs:
-        cfg, vocab, model, ckpt = load_run_model(run)
+        cfg, vocab, model, _ = load_run_model(run)
         data = prepare_data(cfg, vocab)
         model.eval()
-        row = [target_sf(model.boundary_source, data.test_ids)]
+        row = [target_sf(model.boundary_source, data.valid_ids)]
         for mode in ("mode", "dither"):
             model.boundary_source.opts.eval_sampling = mode
-            m = final_metrics(model, cfg, data, train_summary={"step": ckpt.step})
+            m = evaluate_bpc(model, data.valid_ids, scored=cfg.scored, context=cfg.context,
+                             batch_size=cfg.eval_batch_size, max_windows=cfg.eval_windows or None)
             row += [m["bpc"], m["sf"]]
         print(f"{run[-40:]:<40} {row[0]:9.2f} {row[1]:9.4f} {row[2]:9.2f} {row[3]:10.4f} {row[4]:9.2f}")
     return 0
