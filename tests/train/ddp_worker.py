@@ -1,5 +1,5 @@
 """Launched by test_ddp.py under `torchrun --nproc_per_node 2`: trains through the real pipeline and records a
-digest of each rank's parameters at the last step (test-only files; the library writes from rank 0 only)."""
+digest of each rank's parameters and buffers at the last step (test-only files; the library writes from rank 0 only)."""
 
 import hashlib
 import json
@@ -26,8 +26,8 @@ class ParamDigest:
         if step != self.trainer.cfg.steps:
             return
         h = hashlib.sha256()
-        for p in self.trainer.model.parameters():
-            h.update(p.detach().cpu().numpy().tobytes())
+        for t in [*self.trainer.model.parameters(), *self.trainer.model.buffers()]:
+            h.update(t.detach().cpu().numpy().tobytes())
         rank = int(os.environ["RANK"])
         offsets = batch.offsets.tolist()
         (self.out / f"rank{rank}.json").write_text(json.dumps({"digest": h.hexdigest(), "offsets": offsets}))

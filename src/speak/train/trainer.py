@@ -307,6 +307,22 @@ class Trainer:
             for t in list(self.model.parameters()) + list(self.model.buffers()):
                 dist.broadcast(t.data, src=0)
 
+    def _average_buffers(self) -> None:
+        """Average the floating-point buffers over ranks after a step: a buffer a source updates from its own batch
+        (SPEAK's calibrated threshold) stays one value on every rank, as the parameters do."""
+        import torch.distributed as dist
+
+        bufs = [b for b in self.model.buffers() if b.is_floating_point()]
+        if not bufs:
+            return
+        flat = torch.cat([b.detach().reshape(-1).double() for b in bufs])  # [sum numel]
+        dist.all_reduce(flat)
+        flat.div_(self.dist.world_size)
+        offset = 0
+        for b in bufs:
+            b.copy_(flat[offset : offset + b.numel()].view_as(b))
+            offset += b.numel()
+
     def _allreduce_gradients(self) -> None:
         """Average gradients over ranks: presence mask first (params without grads on every rank stay None)."""
         import torch.distributed as dist
@@ -396,6 +412,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.dist.enabled:
+            self._average_buffers()
         self.step = step
         lm_loss = metrics.get("lm_loss", loss_value)
         metrics.setdefault("loss", loss_value)
