@@ -10,6 +10,7 @@ import torch
 from speak.eval.metrics import RESET_KEYS, evaluate_bpc, reset_metrics
 from speak.lm.boundaries.losses import predictive_entropy
 from speak.lm.boundaries.speak_losses import reset_loss, reset_targets_from_entropy
+from speak.tokenizer.model import causal_mean
 
 from ._helpers import TEXT, encode, tiny_model
 
@@ -53,23 +54,57 @@ def test_calibrated_threshold_moves_toward_the_spikes_quantile_and_gates_the_mas
     for _ in range(100):  # the moving average closes 1 - 0.95^100 of the gap
         out, _ = _losses(model, x)
     tok = out.boundary.tokenizer
-    e_at_spikes = tok.mask_logits.detach()[tok.s > 0.5]
-    q = float(torch.quantile(e_at_spikes, 0.8))
+    e = tok.mask_logits.detach()  # [B, L]
+    torch.testing.assert_close(tok.mask_scores, e - causal_mean(e, source.opts.mask_window))  # centred by default
+    q = float(torch.quantile(tok.mask_scores[tok.s > 0.5], 0.8))
     assert float(source.mask_threshold) == pytest.approx(q, abs=0.02)  # the spikes move with the mask
-    assert torch.equal(tok.mask, tok.mask_logits.detach() > source.mask_threshold)
+    assert torch.equal(tok.mask, tok.mask_scores > source.mask_threshold)
     spikes = tok.s > 0.5
     assert int(spikes.sum()) >= 50
     share = float((tok.mask & spikes).sum() / spikes.sum())
     assert 0.1 < share < 0.3  # about the top 20% of spikes
 
 
+def test_causal_mean_matches_a_loop_and_ignores_the_future():
+    x = torch.randn(2, 200, dtype=torch.float64)
+    w = 6
+    ref = torch.empty_like(x)
+    for t in range(x.shape[1]):  # weights (1 - 1/w)^(t - k) for the last 4w positions, normalised
+        ks = torch.arange(max(0, t - 4 * w + 1), t + 1)
+        weights = (1 - 1 / w) ** (t - ks).double()
+        ref[:, t] = (x[:, ks] * weights).sum(1) / weights.sum()
+    torch.testing.assert_close(causal_mean(x, w), ref)
+    y = x.clone()
+    y[:, 120:] += 5.0
+    torch.testing.assert_close(causal_mean(y, w)[:, :120], causal_mean(x, w)[:, :120])
+    torch.testing.assert_close(causal_mean(torch.full((1, 30), 2.5), 4), torch.full((1, 30), 2.5))
+
+
+def test_centred_mask_ignores_a_level_shift_of_c_and_window_0_is_eq9():
+    x = _inputs()
+    base = tiny_model("speak").eval()
+    with torch.no_grad():
+        base.boundary_source.mask_threshold.fill_(0.05)
+    shifted = tiny_model("speak").eval()
+    shifted.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        shifted.boundary_source.net.linear2.bias.add_(3.0)  # every logit e_t moves by 3
+    a, b = base(x).boundary.tokenizer, shifted(x).boundary.tokenizer
+    assert not torch.allclose(a.mask_logits, b.mask_logits)
+    assert torch.equal(a.mask, b.mask) and 0 < int(a.mask.sum()) < a.mask.numel()
+    raw = tiny_model("speak", mask_window=0).eval()
+    raw.load_state_dict(base.state_dict())
+    tok = raw(x).boundary.tokenizer
+    assert torch.equal(tok.mask, tok.mask_logits.detach() > 0.05)
+
+
 def test_threshold_stays_in_eval_mode_and_checkpoints_without_it_load_eq9():
-    model = tiny_model("speak").eval()
+    model = tiny_model("speak", mask_window=0).eval()
     x = _inputs()
     _losses(model, x)
     assert float(model.boundary_source.mask_threshold) == 0.0  # calibrated in training only
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("mask_threshold")}
-    fresh = tiny_model("speak", seed=1)
+    fresh = tiny_model("speak", seed=1, mask_window=0)
     with torch.no_grad():
         fresh.boundary_source.mask_threshold.fill_(3.0)
     fresh.load_state_dict(state)  # an older checkpoint: Eq. 9's sigmoid(e) > 0.5

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speak.neuron import LIFNeuron
@@ -27,6 +28,17 @@ class TokenizerOutput:
     v: torch.Tensor  # post-reset membrane potential
     mask_logits: torch.Tensor  # e_t = Linear2(h_t), contextual-boundary logits (Eq. 8)
     mask: torch.Tensor  # m_t = 1(sigmoid(e_t) > 0.5), bool: hard reset where True (Eq. 9)
+    mask_scores: torch.Tensor | None = None  # what the threshold was compared with: e_t, or e_t - its causal mean
+
+
+def causal_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Exponentially weighted mean of x [B, L] over positions <= t (time constant ``window`` positions, weights
+    cut at 4 windows), normalised by the weights present, so the first positions average what exists. [B, L]"""
+    k = 4 * window
+    w = (1.0 - 1.0 / window) ** torch.arange(k - 1, -1, -1, dtype=x.dtype, device=x.device)  # [k], newest last
+    num = F.conv1d(F.pad(x[:, None], (k - 1, 0)), w[None, None])  # [B, 1, L]
+    den = F.conv1d(F.pad(torch.ones_like(x[:1, None]), (k - 1, 0)), w[None, None])  # [1, 1, L]
+    return (num / den)[:, 0]  # [B, L]
 
 
 class SpeakTokenizerNet(nn.Module):
@@ -65,14 +77,18 @@ class SpeakTokenizerNet(nn.Module):
         return current, self.linear2(h).squeeze(-1)  # [B, L], [B, L]
 
     def forward(self, char_ids: torch.Tensor | None, features: torch.Tensor | None = None,
-                mask_threshold: float | torch.Tensor = 0.0) -> TokenizerOutput:
+                mask_threshold: float | torch.Tensor = 0.0, mask_window: int = 0) -> TokenizerOutput:
         """`mask_threshold` is Eq. 9's threshold as a logit: 0 is sigmoid(e) > 0.5 as written; the GTok source
-        passes one calibrated to the high-entropy share (``speak.lm.boundaries.speak``)."""
+        passes one calibrated to the high-entropy share (``speak.lm.boundaries.speak``). ``mask_window`` > 0
+        compares e_t - causal_mean(e)_t instead of e_t (C judges a character against its recent context)."""
         h = self.encode(char_ids, features)  # [B, L, D]
         current, e = self.heads(h)  # [B, L] each
-        mask = e.detach() > mask_threshold  # sigmoid(e) > 0.5 <=> e > 0; no gradient through m (Eq. 9)
+        scores = e.detach()  # [B, L]
+        if mask_window > 0:
+            scores = scores - causal_mean(scores.float(), mask_window).to(scores.dtype)  # [B, L]
+        mask = scores > mask_threshold  # sigmoid(e) > 0.5 <=> e > 0; no gradient through m (Eq. 9)
         u, s, v = self.neuron(current.float(), mask)  # [B, L] each
-        return TokenizerOutput(current=current, u=u, s=s, v=v, mask_logits=e, mask=mask)
+        return TokenizerOutput(current=current, u=u, s=s, v=v, mask_logits=e, mask=mask, mask_scores=scores)
 
     def lookup_tables(self) -> "LookupTables | NGramLookupTables":
         """The tables that make inference a lookup (per-character and hashed n-gram encoders only)."""
