@@ -93,7 +93,7 @@ def test_centred_mask_ignores_a_level_shift_of_c_and_window_0_is_eq9():
     assert not torch.allclose(a.mask_logits, b.mask_logits)
     assert torch.equal(a.mask, b.mask) and 0 < int(a.mask.sum()) < a.mask.numel()
     raw = tiny_model("speak", mask_window=0).eval()
-    raw.load_state_dict(base.state_dict())
+    raw.load_state_dict({**base.state_dict(), "boundary_source.mask_window": torch.tensor(0)})
     tok = raw(x).boundary.tokenizer
     assert torch.equal(tok.mask, tok.mask_logits.detach() > 0.05)
 
@@ -103,7 +103,7 @@ def test_threshold_stays_in_eval_mode_and_checkpoints_without_it_load_eq9():
     x = _inputs()
     _losses(model, x)
     assert float(model.boundary_source.mask_threshold) == 0.0  # calibrated in training only
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("mask_threshold")}
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("mask_threshold", "mask_window"))}
     fresh = tiny_model("speak", seed=1, mask_window=0)
     with torch.no_grad():
         fresh.boundary_source.mask_threshold.fill_(3.0)
@@ -111,6 +111,20 @@ def test_threshold_stays_in_eval_mode_and_checkpoints_without_it_load_eq9():
     assert float(fresh.boundary_source.mask_threshold) == 0.0
     tok = fresh.eval()(x).boundary.tokenizer
     assert torch.equal(tok.mask, torch.sigmoid(tok.mask_logits) > 0.5)
+
+
+def test_checkpoints_carry_the_centring_their_threshold_was_calibrated_with():
+    x = _inputs()
+    trained = tiny_model("speak", mask_window=8).eval()
+    with torch.no_grad():
+        trained.boundary_source.mask_threshold.fill_(0.1)
+    other = tiny_model("speak", seed=1, mask_window=32)  # a config that asks for another window
+    other.load_state_dict(trained.state_dict())
+    assert torch.equal(other.eval()(x).boundary.tokenizer.mask, trained(x).boundary.tokenizer.mask)
+    before = {k: v for k, v in trained.state_dict().items() if not k.endswith("mask_window")}
+    other.load_state_dict(before)  # saved before the centring: the raw logit against its threshold
+    tok = other(x).boundary.tokenizer
+    assert torch.equal(tok.mask, tok.mask_logits.detach() > 0.1)
 
 
 def test_reset_counts_by_hand():

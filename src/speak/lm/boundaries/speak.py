@@ -13,9 +13,9 @@ section 2). Everything SPEAK does at training time inside the hourglass is here.
   before them. The BCE is averaged over the spikes, the token boundaries where e_hat is defined. Eq. 9's threshold
   (``mask_threshold``, a logit) follows the (1 - ``entropy_ratio``) quantile of C's logits at the training spikes,
   so the top ``entropy_ratio`` of spikes hard-reset (docs/decisions.md). The threshold is compared with e_t minus
-  its causal mean over the last ``mask_window`` characters: C's logits shift level from one text to another (on
-  vi-help's test split the raw threshold hard-reset 8% of spikes against 20% in training), the entropy targets are
-  ranked within their batch, so C judges a character against its own recent context. Only when the reset mode uses
+  its causal mean over about ``mask_window`` characters: C's logits shift level from one text to another (on
+  vi-help's test split the raw threshold hard-reset 8.5% of spikes against 20% in training); a window of a few
+  hundred characters removes the text's level and keeps the local ranking (at 32 characters C lost precision). Only when the reset mode uses
   the contextual-boundary masks.
 - The tokenizer's losses stop at the shared pre-layers by default (``detach_features``): L_mem's gradient through
   the integrate-and-fire scan is ~80x the LM's there at init, so the encoder would learn L_mem's features.
@@ -62,7 +62,7 @@ class SpeakOptions(LearnedOptions):
     mem_second_term: bool = True  # False = "w/o L_mem 2nd term" (Table 5)
     mem_balanced: bool = True  # L_mem's spiking and silent sums each normalised by their own count
     entropy_ratio: float = 0.2  # top share of tokens by entropy that are high-entropy (App. A.2)
-    mask_window: int = 32  # Eq. 9 compares e_t - its causal mean over ~this many characters (0: e_t itself)
+    mask_window: int = 512  # Eq. 9 compares e_t - its causal mean over ~this many characters (0: e_t itself)
 
     def validate(self) -> None:
         super().validate()
@@ -102,6 +102,9 @@ class SpeakBoundaries(LearnedSource):
         else:
             self.register_buffer("mem_scales", scales)
         self.register_buffer("mask_threshold", torch.zeros(()))  # Eq. 9's threshold as a logit, calibrated
+        # the centring the threshold was calibrated with travels with it in the checkpoint
+        self.register_buffer("mask_window", torch.tensor(opts.mask_window))
+        self._mask_window = opts.mask_window
         self.add_encoder_head(d_model)
 
     def alpha_beta(self) -> tuple[Tensor, Tensor]:
@@ -113,7 +116,7 @@ class SpeakBoundaries(LearnedSource):
         return alpha, beta
 
     def forward(self, chars: Tensor, features: Tensor) -> BoundaryOutput:
-        mask = {"mask_threshold": self.mask_threshold, "mask_window": self.opts.mask_window}
+        mask = {"mask_threshold": self.mask_threshold, "mask_window": self._mask_window}
         if self.net.cfg.encoder == "features":  # GTok: the shared pre-layers are the ContextEncoder
             out = self.net(chars, features=self.features(features), **mask)
         else:  # its own per-character encoder (standalone setting inside the hourglass)
@@ -167,9 +170,12 @@ class SpeakBoundaries(LearnedSource):
                 "c_hits": float((marked & e_hat).sum())}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Checkpoints from before the calibrated threshold load with Eq. 9's 0.5 (logit 0), which they ran."""
+        """A checkpoint decides as it was trained: from before the calibrated threshold, Eq. 9's 0.5 (logit 0) on
+        the raw logit; from before the centring, its threshold on the raw logit (window 0)."""
         state_dict.setdefault(prefix + "mask_threshold", torch.zeros(()))
+        state_dict.setdefault(prefix + "mask_window", torch.tensor(0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._mask_window = int(self.mask_window)
 
     def _encoder_params(self) -> set[int]:
         if self.net.cfg.encoder != "features":
