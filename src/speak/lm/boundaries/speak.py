@@ -15,8 +15,8 @@ section 2). Everything SPEAK does at training time inside the hourglass is here.
   so the top ``entropy_ratio`` of spikes hard-reset (docs/decisions.md). The threshold is compared with e_t minus
   its causal mean over about ``mask_window`` characters: C's logits shift level from one text to another (on
   vi-help's test split the raw threshold hard-reset 8.5% of spikes against 20% in training); a window of a few
-  hundred characters removes the text's level and keeps the local ranking (at 32 characters C lost precision). Only when the reset mode uses
-  the contextual-boundary masks.
+  hundred characters removes the text's level and keeps the local ranking (at 32 characters C lost precision).
+  Only when the reset mode uses the contextual-boundary masks.
 - The tokenizer's losses stop at the shared pre-layers by default (``detach_features``): L_mem's gradient through
   the integrate-and-fire scan is ~80x the LM's there at init, so the encoder would learn L_mem's features.
 """
