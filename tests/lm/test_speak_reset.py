@@ -11,6 +11,7 @@ from speak.eval.metrics import RESET_KEYS, evaluate_bpc, reset_metrics
 from speak.lm.boundaries.losses import predictive_entropy
 from speak.lm.boundaries.speak_losses import reset_loss, reset_targets_from_entropy
 from speak.tokenizer.model import causal_mean
+from speak.train.checkpoint import load_model_weights
 
 from ._helpers import TEXT, encode, tiny_model
 
@@ -125,6 +126,10 @@ def test_checkpoints_carry_the_centring_their_threshold_was_calibrated_with():
     other.load_state_dict(before)  # saved before the centring: the raw logit against its threshold
     tok = other(x).boundary.tokenizer
     assert torch.equal(tok.mask, tok.mask_logits.detach() > 0.1)
+    again = tiny_model("speak", seed=2)
+    load_model_weights(again, before)  # what `speak eval` and resume use: the same reading, no missing-key error
+    assert int(again.boundary_source.mask_window) == 0
+    assert torch.equal(again.eval()(x).boundary.tokenizer.mask, tok.mask)
 
 
 def test_reset_counts_by_hand():

@@ -298,7 +298,13 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
 
 
 def load_model_weights(model: torch.nn.Module, tensors: dict[str, Tensor], *, where: str = "checkpoint") -> None:
-    """``model.load_state_dict`` with one-line errors for missing / unexpected / mis-shaped tensors."""
+    """``model.load_state_dict`` with one-line errors for missing / unexpected / mis-shaped tensors. A module with
+    ``fill_legacy_state(tensors, prefix)`` first supplies the entries that checkpoints from before it lack."""
+    tensors = dict(tensors)
+    for name, module in model.named_modules():
+        fill = getattr(module, "fill_legacy_state", None)
+        if callable(fill):
+            fill(tensors, f"{name}." if name else "")
     own = model.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]

@@ -169,11 +169,15 @@ class SpeakBoundaries(LearnedSource):
                 "c_marked": float(marked.sum()), "c_targets": float((e_hat & keep).sum()),
                 "c_hits": float((marked & e_hat).sum())}
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    @staticmethod
+    def fill_legacy_state(state_dict: dict[str, Tensor], prefix: str) -> None:
         """A checkpoint decides as it was trained: from before the calibrated threshold, Eq. 9's 0.5 (logit 0) on
         the raw logit; from before the centring, its threshold on the raw logit (window 0)."""
         state_dict.setdefault(prefix + "mask_threshold", torch.zeros(()))
         state_dict.setdefault(prefix + "mask_window", torch.tensor(0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.fill_legacy_state(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._mask_window = int(self.mask_window)
 
